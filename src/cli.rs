@@ -1,0 +1,184 @@
+//! Every clap type of the command line (SPEC §8.1), and no logic (STYLE 8). Doc comments are
+//! the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// llxprt: an LLM client that keeps answering when providers misbehave.
+///
+/// Profiles describe a provider + model (optionally several accounts), or a load balancer over
+/// model profiles. Every retry, bucket advance and failover is decided by one pure engine;
+/// `simulate` replays recorded failures through it.
+#[derive(Debug, Parser)]
+#[command(name = "llxprt", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, inspect, validate and delete profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Replay a failure trace through the engine in virtual time (no network, no credentials).
+    Simulate(SimulateArgs),
+}
+
+/// `llxprt profile …`
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Check profile files: JSON syntax, the schema, and semantics (exit 1 on errors).
+    Validate(ValidateArgs),
+    /// List the stored profiles (`*` marks the default).
+    List(JsonFlag),
+    /// Show a stored profile (secrets redacted) and its effective settings.
+    Show(NameArg),
+    /// Delete a stored profile.
+    Delete(DeleteArgs),
+    /// Set the default profile, or `none` to clear it.
+    SetDefault(NameArg),
+    /// Save a model or load-balancer profile.
+    #[command(subcommand)]
+    Save(SaveCommand),
+}
+
+/// Arguments of `profile validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Profile files; load balancers may name backends given here or stored in the profiles
+    /// directory.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// One JSON object per diagnostic, one per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// A `--json` flag alone.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A profile name argument.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Profile name.
+    pub name: String,
+}
+
+/// Arguments of `profile delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Profile name.
+    pub name: String,
+    /// Delete even when a load balancer lists it as a backend.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `llxprt profile save …`
+#[derive(Debug, Subcommand)]
+pub enum SaveCommand {
+    /// Save a model profile: one provider + model (+ buckets).
+    Model(SaveModelArgs),
+    /// Save a load balancer over at least two model profiles.
+    Loadbalancer(SaveLbArgs),
+}
+
+/// Arguments of `profile save model`.
+#[derive(Debug, Args)]
+pub struct SaveModelArgs {
+    /// Profile name.
+    pub name: String,
+    /// Provider (openai, anthropic, gemini, qwen, kimi, …).
+    #[arg(long)]
+    pub provider: String,
+    /// Model id sent to the provider.
+    #[arg(long)]
+    pub model: String,
+    /// API base URL (stored as `base-url`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// File holding the API key (stored as `auth-keyfile`, as typed).
+    #[arg(long, value_name = "FILE")]
+    pub keyfile: Option<String>,
+    /// A setting, KEY=VALUE (VALUE read as JSON, else as a string); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A model parameter passed into request bodies, KEY=VALUE; repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+    /// The buckets hold OAuth logins (default: API keys).
+    #[arg(long)]
+    pub oauth: bool,
+    /// Replace an existing profile.
+    #[arg(long)]
+    pub force: bool,
+    /// Accounts to rotate through on rate limits, in order.
+    #[arg(value_name = "BUCKET")]
+    pub buckets: Vec<String>,
+}
+
+/// Load-balancer policy on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PolicyArg {
+    /// Start every request at the first backend.
+    Failover,
+    /// Rotate the starting backend per request.
+    Roundrobin,
+}
+
+/// Arguments of `profile save loadbalancer`.
+#[derive(Debug, Args)]
+pub struct SaveLbArgs {
+    /// Profile name.
+    pub name: String,
+    /// failover or roundrobin.
+    pub policy: PolicyArg,
+    /// Backend model profiles, in priority order (at least 2).
+    #[arg(num_args = 2.., required = true, value_name = "PROFILE")]
+    pub backends: Vec<String>,
+    /// A failover setting, KEY=VALUE; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Replace an existing profile.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Trace file (SPEC §9.1).
+    pub trace: PathBuf,
+    /// Run this profile instead of the trace's `profile`.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// A session setting, KEY=VALUE, over the trace's `settings`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// JSON Lines: one object per engine action, then a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,13 @@
+//! llxprt: a command-line LLM client that keeps answering when providers misbehave.
+//!
+//! The layout follows a pure core and a thin shell: [`engine`] decides every retry, bucket
+//! advance, failover and round-robin step as a pure function; [`simulate`] drives it in virtual
+//! time from recorded traces; the profile layer ([`profile`]) turns JSON files into validated
+//! types; [`cli`] and [`commands`] are the command line.
+
+pub mod cli;
+pub mod commands;
+pub mod fsutil;
+pub mod profile;
+pub mod provider;
+pub mod redact;
