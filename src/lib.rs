@@ -7,7 +7,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod driver;
+pub mod engine;
 pub mod fsutil;
 pub mod profile;
 pub mod provider;
 pub mod redact;
+pub mod simulate;

@@ -1,13 +1,92 @@
-//! `llxprt simulate` (SPEC §9).
+//! `llxprt simulate TRACE` (SPEC §9).
 
-use super::{CmdError, Streams};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{CmdError, Streams, exit};
 use crate::cli::SimulateArgs;
+use crate::engine::plan::MidStream;
+use crate::fsutil::read_limited;
+use crate::profile::diagnostic::{Palette, Severity, render_human};
+use crate::profile::model::{self, ModelProfile, Profile};
+use crate::profile::resolve::build_plan;
+use crate::profile::settings::{Settings, parse_assignment};
 use crate::profile::store::Store;
+use crate::profile::validate;
+use crate::simulate::{self, trace};
 
-/// Runs a trace through the engine.
-pub fn run(_args: &SimulateArgs, _store: &Store, _io: &mut Streams<'_>) -> Result<u8, CmdError> {
-    Err(CmdError::new(
-        super::exit::FAILED,
-        "simulate is not built yet",
-    ))
+/// Runs a trace through the engine; exit 0 when the simulation ran (whatever its requests
+/// did), 3 when the trace or a profile cannot be used, 2 for a bad `--set`.
+pub fn run(args: &SimulateArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
+    let display = args.trace.display().to_string();
+    let bytes = read_limited(&args.trace, trace::MAX_TRACE_BYTES)
+        .map_err(|e| CmdError::new(exit::CONFIG, format!("cannot read trace {display}: {e}")))?;
+    let checked = trace::check_trace(&bytes);
+    let diags = validate::place_all(&display, &checked.text, checked.findings);
+    let palette = if io.color {
+        Palette::COLOR
+    } else {
+        Palette::PLAIN
+    };
+    let Some(t) = checked.parsed else {
+        for d in diags.iter().filter(|d| d.severity == Severity::Error) {
+            writeln!(io.err, "{}", render_human(d, Some(&checked.text), palette))?;
+        }
+        return Err(
+            CmdError::new(exit::CONFIG, format!("trace {display} is not valid")).help(
+                "fix the errors above; the trace format is SPEC §9.1 and schema/trace.schema.json",
+            ),
+        );
+    };
+    let mut session = t.settings.clone().unwrap_or_default();
+    session.extra.clear();
+    session.normalise();
+    let mut sets = Map::new();
+    for s in &args.set {
+        let (k, v) =
+            parse_assignment(s).map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
+        sets.insert(k, v);
+    }
+    if !sets.is_empty() {
+        let over: Settings = trace::check_settings_value(&Value::Object(sets))
+            .map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
+        session.overlay(&over);
+    }
+    let name = args.profile.clone().unwrap_or_else(|| t.profile.clone());
+    let inline = |n: &str| -> Option<Result<Profile, String>> {
+        let (_, raw) = t.profiles.iter().find(|(k, _)| k.eq_ignore_ascii_case(n))?;
+        let a = model::analyse(raw);
+        Some(
+            a.profile
+                .ok_or_else(|| format!("profile \"{n}\" in the trace does not validate")),
+        )
+    };
+    let load = |n: &str| -> Result<Profile, String> {
+        match inline(n) {
+            Some(r) => r,
+            None => store.load(n).map(|(p, _)| p).map_err(|e| e.to_string()),
+        }
+    };
+    let profile = load(&name).map_err(|e| {
+        CmdError::new(exit::CONFIG, e)
+            .help("embed it in the trace's \"profiles\", or save it with llxprt profile save")
+    })?;
+    let lookup = |n: &str| -> Result<ModelProfile, String> {
+        match load(n)? {
+            Profile::Model(m) => Ok(m),
+            Profile::LoadBalancer(_) => Err(format!("backend \"{n}\" is a load balancer")),
+        }
+    };
+    let (plan, backends) = build_plan(
+        &name,
+        &profile,
+        &lookup,
+        &session,
+        MidStream::Restart,
+        &|_, _| true,
+    )
+    .map_err(|e| CmdError::new(exit::CONFIG, e))?;
+    simulate::run(&t, &Arc::new(plan), &backends, io.out, args.json)?;
+    Ok(exit::OK)
 }

@@ -9,6 +9,7 @@ pub mod jsonpos;
 pub mod model;
 pub mod names;
 pub mod raw;
+pub mod resolve;
 pub mod schema;
 pub mod settings;
 pub mod store;

@@ -172,7 +172,11 @@ fn pick_branch(
     here: Option<&Value>,
     context: &[Vec<jsonschema::ValidationError<'static>>],
 ) -> usize {
-    if pointer.is_empty() && root_schema.get("anyOf").is_some() {
+    let profile_position = (pointer.is_empty() && root_schema.get("anyOf").is_some())
+        || pointer
+            .strip_prefix("/profiles/")
+            .is_some_and(|rest| !rest.contains('/'));
+    if profile_position {
         let is_lb = here.and_then(|v| v.get("type")).and_then(Value::as_str)
             == Some("loadbalancer")
             || here.is_some_and(|v| v.get("policy").is_some() || v.get("backends").is_some());

@@ -1,0 +1,369 @@
+//! The engine state (SPEC §5.9): what is shared across requests and processes (round-robin
+//! cursors, circuits, TPM windows, cooldowns, statistics), and what belongs to one request in
+//! flight. Plain serde data: a state restored from JSON decides exactly as the original.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::action::SkipReason;
+use super::event::RequestId;
+use super::outcome::Class;
+use super::plan::Plan;
+use super::stats::{BackendStats, BucketStats, LbStats};
+
+/// The TPM window length (SPEC §5.7).
+pub const TPM_WINDOW_MS: u64 = 60_000;
+
+/// A half-open circuit's probe in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// The request probing.
+    pub request: RequestId,
+    /// When it took the probe (ms).
+    pub started_ms: u64,
+}
+
+/// A backend's circuit (SPEC §5.6). `Open` becomes half-open by time alone; the transition is
+/// applied lazily by [`Circuit::settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Circuit {
+    /// Requests flow; `failures` consecutive failed requests so far.
+    Closed {
+        /// Consecutive failed requests.
+        failures: u32,
+    },
+    /// Skipped over `[since_ms, since_ms + timeout)`.
+    Open {
+        /// When it opened (ms).
+        since_ms: u64,
+    },
+    /// One request may probe it; others skip it while the probe is in flight.
+    HalfOpen {
+        /// The probe in flight, if any.
+        probe: Option<Probe>,
+    },
+}
+
+impl Default for Circuit {
+    fn default() -> Self {
+        Circuit::Closed { failures: 0 }
+    }
+}
+
+/// What a circuit did when a result was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitMove {
+    /// Nothing visible changed.
+    None,
+    /// It opened at that time.
+    Opened,
+    /// It closed.
+    Closed,
+}
+
+impl Circuit {
+    /// Applies the transitions that time alone makes: an open circuit past its timeout is
+    /// half-open; a probe that has not reported within the timeout counts as failed, which
+    /// opens the circuit again from the moment it was due (SPEC §5.6: never stuck).
+    pub fn settle(&mut self, now: u64, timeout: u64) {
+        for _ in 0..2 {
+            match *self {
+                Circuit::Open { since_ms } if now >= since_ms.saturating_add(timeout) => {
+                    *self = Circuit::HalfOpen { probe: None };
+                }
+                Circuit::HalfOpen { probe: Some(p) }
+                    if now >= p.started_ms.saturating_add(timeout) =>
+                {
+                    *self = Circuit::Open {
+                        since_ms: p.started_ms.saturating_add(timeout),
+                    };
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Whether a request may attempt the backend now; if not, why and until when.
+    pub fn eligibility(&mut self, now: u64, timeout: u64) -> Result<(), (SkipReason, u64)> {
+        self.settle(now, timeout);
+        match *self {
+            Circuit::Closed { .. } | Circuit::HalfOpen { probe: None } => Ok(()),
+            Circuit::Open { since_ms } => {
+                Err((SkipReason::CircuitOpen, since_ms.saturating_add(timeout)))
+            }
+            Circuit::HalfOpen { probe: Some(p) } => Err((
+                SkipReason::ProbeInFlight,
+                p.started_ms.saturating_add(timeout),
+            )),
+        }
+    }
+
+    /// A request moves to the backend: if half-open, it becomes the probe (returns true).
+    pub fn take_probe(&mut self, request: RequestId, now: u64) -> bool {
+        if matches!(self, Circuit::HalfOpen { probe: None }) {
+            *self = Circuit::HalfOpen {
+                probe: Some(Probe {
+                    request,
+                    started_ms: now,
+                }),
+            };
+            return true;
+        }
+        false
+    }
+
+    /// Records the result of a request on this backend (the class of its last outcome there,
+    /// SPEC §5.11).
+    pub fn record(
+        &mut self,
+        class: Class,
+        request: RequestId,
+        now: u64,
+        threshold: u32,
+    ) -> CircuitMove {
+        if !class.is_breaker_failure() {
+            let was_closed = matches!(self, Circuit::Closed { .. });
+            *self = Circuit::Closed { failures: 0 };
+            return if was_closed {
+                CircuitMove::None
+            } else {
+                CircuitMove::Closed
+            };
+        }
+        match *self {
+            Circuit::Closed { failures } => {
+                let failures = failures.saturating_add(1);
+                if failures >= threshold {
+                    *self = Circuit::Open { since_ms: now };
+                    CircuitMove::Opened
+                } else {
+                    *self = Circuit::Closed { failures };
+                    CircuitMove::None
+                }
+            }
+            Circuit::HalfOpen { probe: None } => {
+                *self = Circuit::Open { since_ms: now };
+                CircuitMove::Opened
+            }
+            Circuit::HalfOpen { probe: Some(p) } if p.request == request => {
+                *self = Circuit::Open { since_ms: now };
+                CircuitMove::Opened
+            }
+            Circuit::HalfOpen { .. } | Circuit::Open { .. } => CircuitMove::None,
+        }
+    }
+
+    /// Gives back a probe the request holds without a result (a cancelled request).
+    pub fn release(&mut self, request: RequestId) {
+        if let Circuit::HalfOpen { probe: Some(p) } = *self
+            && p.request == request
+        {
+            *self = Circuit::HalfOpen { probe: None };
+        }
+    }
+
+    /// `closed`, `open` or `half_open`, as seen at `now`.
+    pub fn view(&self, now: u64, timeout: u64) -> &'static str {
+        let mut c = *self;
+        c.settle(now, timeout);
+        match c {
+            Circuit::Closed { .. } => "closed",
+            Circuit::Open { .. } => "open",
+            Circuit::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
+/// Shared state of one load balancer (`lb/<name>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbState {
+    /// The round-robin cursor: requests started so far (the next starts at `cursor % n`).
+    pub cursor: u64,
+    /// Statistics.
+    pub stats: LbStats,
+}
+
+/// Shared state of one backend (`backend/<profile>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendState {
+    /// provider + model + base URL when this state was written.
+    pub fingerprint: String,
+    /// The circuit.
+    pub circuit: Circuit,
+    /// `(end of a success, tokens)`, oldest first, within the trailing minute.
+    pub tpm: Vec<(u64, u64)>,
+    /// Statistics.
+    pub stats: BackendStats,
+}
+
+impl BackendState {
+    /// Tokens counted at `now` (SPEC §5.11: stamped at the end of the success, counted while
+    /// `now − t < 60 000`).
+    pub fn tpm_at(&self, now: u64) -> u64 {
+        self.tpm
+            .iter()
+            .filter(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// When the trailing sum falls below `threshold` again, if it is not below now.
+    pub fn tpm_clear_at(&self, now: u64, threshold: u64) -> Option<u64> {
+        let mut sum = self.tpm_at(now);
+        if sum < threshold {
+            return None;
+        }
+        let mut live: Vec<(u64, u64)> = self
+            .tpm
+            .iter()
+            .copied()
+            .filter(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS)
+            .collect();
+        live.sort_unstable();
+        for (t, n) in live {
+            sum -= n;
+            if sum < threshold {
+                return Some(t + TPM_WINDOW_MS);
+            }
+        }
+        Some(now)
+    }
+
+    /// Adds a success's tokens and forgets entries that can no longer count.
+    pub fn tpm_add(&mut self, now: u64, tokens: u64) {
+        self.tpm
+            .retain(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS);
+        self.tpm.push((now, tokens));
+    }
+}
+
+/// Shared state of one bucket (`bucket/<provider>/<bucket>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketState {
+    /// Cooling while `now < cooldown_until` (SPEC §5.11).
+    pub cooldown_until: Option<u64>,
+    /// Statistics.
+    pub stats: BucketStats,
+}
+
+impl BucketState {
+    /// Whether it is cooling at `now`.
+    pub fn cooling(&self, now: u64) -> bool {
+        self.cooldown_until.is_some_and(|u| now < u)
+    }
+}
+
+/// Everything shared across requests and processes (persisted, SPEC §5.9).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedState {
+    /// `lb/<name>`.
+    pub lbs: BTreeMap<String, LbState>,
+    /// `backend/<profile>`.
+    pub backends: BTreeMap<String, BackendState>,
+    /// `bucket/<provider>/<bucket>`.
+    pub buckets: BTreeMap<String, BucketState>,
+}
+
+/// One attempt, as remembered for the aggregate error and the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Backend profile.
+    pub backend: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Class.
+    pub class: Class,
+    /// HTTP status where the class comes from one.
+    pub status: Option<u16>,
+    /// Provider message, if any.
+    pub message: Option<String>,
+    /// Latency (ms).
+    pub latency_ms: u64,
+}
+
+/// A backend passed over, for the all-skipped and aggregate errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipRecord {
+    /// Backend profile.
+    pub backend: String,
+    /// Why.
+    pub reason: SkipReason,
+    /// When it is eligible again (ms).
+    pub until_ms: Option<u64>,
+}
+
+/// What the engine waits for on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "for", rename_all = "snake_case")]
+pub enum Pending {
+    /// An attempt sent at `started_ms`.
+    Attempt {
+        /// When it was sent (ms).
+        started_ms: u64,
+    },
+    /// A token refresh.
+    Refresh,
+    /// A wait, after which the same backend and bucket are tried again.
+    Timer,
+}
+
+/// The request's visit to its current backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visit {
+    /// Backend index in the plan.
+    pub backend: usize,
+    /// Current bucket index in the backend's chain.
+    pub bucket: usize,
+    /// Buckets advanced past (by index).
+    pub tried: Vec<bool>,
+    /// The current bucket had its one extra attempt (a `Retry-After` wait or a refresh).
+    pub bucket_retry_used: bool,
+    /// `failover_retry_count` retries used on this backend (across its buckets).
+    pub retries: u32,
+    /// Class of the last outcome on this backend.
+    pub last_class: Option<Class>,
+}
+
+/// A stream that broke after output began (`mid_stream`, SPEC §5.8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    /// Backend it broke on.
+    pub backend: String,
+    /// Tokens delivered before it broke.
+    pub tokens: u64,
+}
+
+/// A request in flight (in memory only, SPEC §5.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestState {
+    /// Where it runs.
+    pub plan: Arc<Plan>,
+    /// When it started (ms).
+    pub started_ms: u64,
+    /// Backends not yet visited, in this request's order (indices into the plan).
+    pub remaining: Vec<usize>,
+    /// The current backend visit.
+    pub visit: Option<Visit>,
+    /// What the engine waits for.
+    pub pending: Option<Pending>,
+    /// Every attempt so far.
+    pub attempts: Vec<AttemptRecord>,
+    /// Backends passed over.
+    pub skipped: Vec<SkipRecord>,
+    /// Backends with `context-limit` ≤ this are out for this request (SPEC §5.5).
+    pub context_floor: Option<u64>,
+    /// The first mid-stream interruption, under `mid_stream: continue`.
+    pub interruption: Option<Interruption>,
+}
+
+/// The whole engine state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// Shared, persisted part.
+    pub shared: SharedState,
+    /// Requests in flight.
+    pub requests: BTreeMap<RequestId, RequestState>,
+}

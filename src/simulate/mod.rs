@@ -1,0 +1,213 @@
+//! `llxprt simulate` (SPEC §9): replays a trace through the engine in virtual time with a
+//! scripted executor, the same loop ([`crate::driver::drive`]) the HTTP shell uses.
+//!
+//! Owns: the script executor, virtual time and the summary. Must not: touch the network, the
+//! credentials or the state file (its engine state starts empty and lives in memory).
+
+pub mod render;
+pub mod script;
+pub mod trace;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::driver::{self, Ending};
+use crate::engine::{EngineState, Plan};
+use crate::profile::resolve::ResolvedBackend;
+use render::Renderer;
+use script::Script;
+use trace::Trace;
+
+/// One attempt in the summary (SPEC §9.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptSummary {
+    /// Backend profile.
+    pub backend: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Class (SPEC §4).
+    pub class: &'static str,
+    /// HTTP status for the classes that come from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// One request in the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestSummary {
+    /// 1-based request number.
+    pub id: u64,
+    /// `ok` or `error`.
+    pub result: &'static str,
+    /// The backend that served it (null on error).
+    pub backend: Option<String>,
+    /// The bucket that served it (null on error).
+    pub bucket: Option<String>,
+    /// When it started (ms).
+    pub start_ms: u64,
+    /// When it ended (ms).
+    pub end_ms: u64,
+    /// Every attempt, in order (skipped backends and refreshes are not attempts).
+    pub attempts: Vec<AttemptSummary>,
+    /// The error message, when `result` is `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One backend in the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendSummary {
+    /// Requests that attempted it.
+    pub requests: u64,
+    /// Requests it served.
+    pub successes: u64,
+    /// `closed`, `open` or `half_open` at the end of the run.
+    pub circuit: &'static str,
+}
+
+/// The `{"summary": …}` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Every request, in order.
+    pub requests: Vec<RequestSummary>,
+    /// Every backend of the profile.
+    pub backends: BTreeMap<String, BackendSummary>,
+}
+
+/// Replays `trace` on `plan`, writing the timeline (human or JSON Lines) to `out` as it goes;
+/// returns the summary (also written, last).
+pub fn run(
+    trace: &Trace,
+    plan: &Arc<Plan>,
+    backends: &[ResolvedBackend],
+    out: &mut dyn Write,
+    json: bool,
+) -> io::Result<Summary> {
+    let mut state = EngineState::default();
+    let mut script = Script::new(trace, backends);
+    let mut renderer = Renderer::new(out, json);
+    let mut requests = Vec::new();
+    let mut clock = 0u64;
+    for (n, (at_ms, tokens)) in trace.request_iter().enumerate() {
+        let id = n as u64 + 1;
+        let start = at_ms.max(clock);
+        script.begin_request(tokens);
+        renderer.start(start, id, &plan)?;
+        let mut exec = Exec {
+            script: &mut script,
+            renderer: &mut renderer,
+            attempts: Vec::new(),
+        };
+        let ending = driver::drive(&mut state, &mut exec, id, plan.clone(), start);
+        let attempts = std::mem::take(&mut exec.attempts);
+        renderer.take_error()?;
+        let summary = match ending {
+            Ending::Delivered {
+                backend,
+                bucket,
+                at,
+                ..
+            } => RequestSummary {
+                id,
+                result: "ok",
+                backend: Some(backend),
+                bucket: Some(bucket),
+                start_ms: start,
+                end_ms: at,
+                attempts,
+                error: None,
+            },
+            Ending::Failed { error, at, .. } => RequestSummary {
+                id,
+                result: "error",
+                backend: None,
+                bucket: None,
+                start_ms: start,
+                end_ms: at,
+                attempts,
+                error: Some(error),
+            },
+            Ending::Cancelled { at } => RequestSummary {
+                id,
+                result: "error",
+                backend: None,
+                bucket: None,
+                start_ms: start,
+                end_ms: at,
+                attempts,
+                error: Some("cancelled".into()),
+            },
+        };
+        clock = summary.end_ms;
+        requests.push(summary);
+    }
+    let timeout = plan.settings.breaker_timeout_ms;
+    let backends = plan
+        .backends
+        .iter()
+        .map(|b| {
+            let st = state.shared.backends.get(&b.name);
+            let circuit = match (st, plan.settings.breaker_threshold) {
+                (Some(st), Some(_)) => st.circuit.view(clock, timeout),
+                _ => "closed",
+            };
+            let summary = BackendSummary {
+                requests: st.map_or(0, |s| s.stats.requests),
+                successes: st.map_or(0, |s| s.stats.successes),
+                circuit,
+            };
+            (b.name.clone(), summary)
+        })
+        .collect();
+    let summary = Summary { requests, backends };
+    renderer.summary(&summary)?;
+    Ok(summary)
+}
+
+struct Exec<'a, 'b, 'c> {
+    script: &'a mut Script<'c>,
+    renderer: &'a mut Renderer<'b>,
+    attempts: Vec<AttemptSummary>,
+}
+
+impl driver::Executor for Exec<'_, '_, '_> {
+    fn send(
+        &mut self,
+        now: u64,
+        _request: u64,
+        backend: &str,
+        bucket: &str,
+        _prefill: bool,
+    ) -> (u64, crate::engine::Outcome) {
+        self.script.attempt(now, backend, bucket)
+    }
+    fn refresh(&mut self, now: u64, _request: u64, backend: &str, bucket: &str) -> (u64, bool) {
+        self.script.refresh(now, backend, bucket)
+    }
+    fn wait_until(&mut self, _now: u64, until: u64) -> Option<u64> {
+        Some(until)
+    }
+    fn observe(&mut self, now: u64, request: u64, actions: &[crate::engine::Action]) {
+        for a in actions {
+            if let crate::engine::Action::AttemptEnded {
+                backend,
+                bucket,
+                class,
+                status,
+                ..
+            } = a
+            {
+                self.attempts.push(AttemptSummary {
+                    backend: backend.clone(),
+                    bucket: bucket.clone(),
+                    class: class.as_str(),
+                    status: *status,
+                });
+            }
+        }
+        self.renderer.step(now, request, actions);
+    }
+}
