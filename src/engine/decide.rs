@@ -842,7 +842,7 @@ impl EngineState {
     ) -> Flow {
         if let Some(v) = &req.visit {
             if let Some(class) = v.last_class {
-                self.leave(req, id, now, class, out)
+                self.leave(req, id, now, class, out);
             } else {
                 let name = &req.plan.backends[v.backend].name;
                 if let Some(st) = self.shared.backends.get_mut(name) {

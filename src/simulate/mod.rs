@@ -95,7 +95,7 @@ pub fn run(
         let id = n as u64 + 1;
         let start = at_ms.max(clock);
         script.begin_request(tokens);
-        renderer.start(start, id, &plan)?;
+        renderer.start(start, id, plan)?;
         let mut exec = Exec {
             script: &mut script,
             renderer: &mut renderer,
