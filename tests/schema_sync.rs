@@ -32,3 +32,36 @@ fn profile_schema_is_draft_2020_12_and_allows_dollar_schema() {
         );
     }
 }
+
+#[test]
+fn trace_schema_is_current() {
+    check(
+        "schema/trace.schema.json",
+        &schema_text::<llxprt::simulate::trace::Trace>(),
+    );
+}
+
+#[test]
+fn every_example_trace_validates_against_the_committed_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/trace.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles-examples/traces");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            assert!(v.is_valid(&doc), "{}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 10);
+}

@@ -1,16 +1,11 @@
 //! `llxprt simulate TRACE` (SPEC §9).
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 
 use super::{CmdError, Streams, exit};
 use crate::cli::SimulateArgs;
-use crate::engine::plan::MidStream;
 use crate::fsutil::read_limited;
 use crate::profile::diagnostic::{Palette, Severity, render_human};
-use crate::profile::model::{self, ModelProfile, Profile};
-use crate::profile::resolve::build_plan;
 use crate::profile::settings::{Settings, parse_assignment};
 use crate::profile::store::Store;
 use crate::profile::validate;
@@ -54,39 +49,10 @@ pub fn run(args: &SimulateArgs, store: &Store, io: &mut Streams<'_>) -> Result<u
         session.overlay(&over);
     }
     let name = args.profile.clone().unwrap_or_else(|| t.profile.clone());
-    let inline = |n: &str| -> Option<Result<Profile, String>> {
-        let (_, raw) = t.profiles.iter().find(|(k, _)| k.eq_ignore_ascii_case(n))?;
-        let a = model::analyse(raw);
-        Some(
-            a.profile
-                .ok_or_else(|| format!("profile \"{n}\" in the trace does not validate")),
-        )
-    };
-    let load = |n: &str| -> Result<Profile, String> {
-        match inline(n) {
-            Some(r) => r,
-            None => store.load(n).map(|(p, _)| p).map_err(|e| e.to_string()),
-        }
-    };
-    let profile = load(&name).map_err(|e| {
+    let (plan, backends) = simulate::plan_for(&t, &name, &session, Some(store)).map_err(|e| {
         CmdError::new(exit::CONFIG, e)
             .help("embed it in the trace's \"profiles\", or save it with llxprt profile save")
     })?;
-    let lookup = |n: &str| -> Result<ModelProfile, String> {
-        match load(n)? {
-            Profile::Model(m) => Ok(m),
-            Profile::LoadBalancer(_) => Err(format!("backend \"{n}\" is a load balancer")),
-        }
-    };
-    let (plan, backends) = build_plan(
-        &name,
-        &profile,
-        &lookup,
-        &session,
-        MidStream::Restart,
-        &|_, _| true,
-    )
-    .map_err(|e| CmdError::new(exit::CONFIG, e))?;
-    simulate::run(&t, &Arc::new(plan), &backends, io.out, args.json)?;
+    simulate::run(&t, &plan, &backends, io.out, args.json)?;
     Ok(exit::OK)
 }

@@ -20,8 +20,8 @@
 //! # Policy
 //!
 //! - Pure: no clock (time is `now` in every event), no sleep, no randomness, no environment,
-//!   no I/O. `clippy.toml` forbids the std calls that would break this, and a test reads this
-//!   module's source for them.
+//!   no I/O. `tests/engine_purity.rs` reads this module's source and fails on any clock,
+//!   sleep, environment, file, network, process, randomness or printing call.
 //! - Errors are values: a request that cannot be served ends with `Fail`, carrying the
 //!   aggregate message. Events that do not fit the state (a stray `TimerFired`, an unknown
 //!   request) are ignored. No input makes `decide` panic; the few `expect`s guard invariants

@@ -15,8 +15,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::driver::{self, Ending};
+use crate::engine::plan::MidStream;
 use crate::engine::{EngineState, Plan};
-use crate::profile::resolve::ResolvedBackend;
+use crate::profile::model::{self, ModelProfile, Profile};
+use crate::profile::resolve::{ResolvedBackend, build_plan};
+use crate::profile::settings::Settings;
+use crate::profile::store::Store;
 use render::Renderer;
 use script::Script;
 use trace::Trace;
@@ -75,6 +79,51 @@ pub struct Summary {
     pub requests: Vec<RequestSummary>,
     /// Every backend of the profile.
     pub backends: BTreeMap<String, BackendSummary>,
+}
+
+/// Builds the plan for running profile `name` of a trace: its `profiles` first, then the
+/// profiles directory (when a store is given). `mid_stream` defaults to `restart` (SPEC §9.1).
+pub fn plan_for(
+    trace: &Trace,
+    name: &str,
+    session: &Settings,
+    store: Option<&Store>,
+) -> Result<(Arc<Plan>, Vec<ResolvedBackend>), String> {
+    let inline = |n: &str| -> Option<Result<Profile, String>> {
+        let (_, raw) = trace
+            .profiles
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))?;
+        Some(
+            model::analyse(raw)
+                .profile
+                .ok_or_else(|| format!("profile \"{n}\" in the trace does not validate")),
+        )
+    };
+    let load = |n: &str| -> Result<Profile, String> {
+        match (inline(n), store) {
+            (Some(r), _) => r,
+            (None, Some(store)) => store.load(n).map(|(p, _)| p).map_err(|e| e.to_string()),
+            (None, None) => Err(format!("profile \"{n}\" is not in the trace")),
+        }
+    };
+    let profile = load(name)?;
+    let lookup = |n: &str| -> Result<ModelProfile, String> {
+        match load(n)? {
+            Profile::Model(m) => Ok(m),
+            Profile::LoadBalancer(_) => Err(format!("backend \"{n}\" is a load balancer")),
+        }
+    };
+    // SPEC §9.1: every OAuth bucket has a refresh token in a simulation.
+    let (plan, backends) = build_plan(
+        name,
+        &profile,
+        &lookup,
+        session,
+        MidStream::Restart,
+        &|_, _| true,
+    )?;
+    Ok((Arc::new(plan), backends))
 }
 
 /// Replays `trace` on `plan`, writing the timeline (human or JSON Lines) to `out` as it goes;

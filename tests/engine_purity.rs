@@ -1,0 +1,53 @@
+//! STYLE 1 / SPEC §5.1: the engine is pure. This test reads every source file of
+//! `src/engine/` and fails on anything that reads a clock, sleeps, touches the environment,
+//! files, the network or other processes, draws random numbers, or prints.
+
+#[test]
+fn engine_sources_use_no_clock_io_environment_or_randomness() {
+    let forbidden = [
+        "Instant",
+        "SystemTime",
+        "UNIX_EPOCH",
+        "std::time",
+        "thread::sleep",
+        "std::thread",
+        "std::env",
+        "env::var",
+        "std::fs",
+        "File::",
+        "std::net",
+        "TcpStream",
+        "std::process",
+        "Command::new",
+        "std::io",
+        "rand::",
+        "getrandom",
+        "println!",
+        "eprintln!",
+        "print!",
+        "dbg!",
+        "ureq",
+    ];
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for f in forbidden {
+                assert!(
+                    !code.contains(f),
+                    "{}:{}: the engine must stay pure, found `{f}`: {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 7,
+        "expected the engine's modules, read {checked}"
+    );
+}
