@@ -40,6 +40,10 @@ fn model(provider: &str, buckets: &[&str]) -> Value {
     m
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "call sites read best with an inline json! value"
+)]
 fn lb(policy: &str, backends: &[&str], settings: Value) -> Value {
     json!({"version": 1, "type": "loadbalancer", "policy": policy, "backends": backends, "ephemeralSettings": settings})
 }
@@ -582,8 +586,6 @@ fn spec_5_6_probe_in_flight_is_skipped_by_others_and_a_stale_probe_counts_failed
 
 #[test]
 fn spec_5_1_a_cancelled_request_releases_its_probe() {
-    let mut settings = Settings::default();
-    settings.lb_circuit_breaker_threshold = Some(1);
     let plan = Arc::new(Plan {
         lb: "a".into(),
         policy: Policy::Failover,
