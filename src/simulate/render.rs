@@ -47,7 +47,7 @@ impl<'a> Renderer<'a> {
     }
 
     fn prefix(&mut self, t: u64, id: u64) {
-        let _ = write!(self.line, "{:>9}  #{id}  ", secs(t));
+        let _ = write!(self.line, "{:>8}  #{id}  ", secs(t));
     }
 
     /// A request starts.
@@ -86,9 +86,8 @@ impl<'a> Renderer<'a> {
                     if let Some(s) = status {
                         let _ = write!(self.line, "{s} ");
                     }
-                    let _ = write!(self.line, "{} ({latency_ms} ms) → ", class.as_str());
                     let then_text = describe_then(*then, t, actions);
-                    let _ = writeln!(self.line, "{then_text}");
+                    let _ = writeln!(self.line, "{} → {then_text}  ({latency_ms} ms)", class.as_str());
                 }
                 Action::Skipped {
                     backend,
@@ -218,7 +217,7 @@ fn describe_then(then: Then, t: u64, actions: &[Action]) -> String {
         Then::NextBucket => actions
             .iter()
             .find_map(|a| match a {
-                Action::BucketAdvanced { to, .. } => Some(format!("next bucket {to}")),
+                Action::BucketAdvanced { .. } => Some("next bucket".to_string()),
                 _ => None,
             })
             .unwrap_or_else(|| "next bucket".into()),
