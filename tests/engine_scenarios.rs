@@ -699,6 +699,25 @@ fn spec_5_8_continue_sends_a_prefill_and_fails_with_the_interruption_when_refuse
 }
 
 #[test]
+fn spec_5_8_a_rejected_prefill_surfaces_the_original_interruption() {
+    let (lines, s) = run(&json!({
+        "version": 1, "profile": "lb",
+        "profiles": {"a": model("openai", &[]),
+                     "b": {"version": 1, "provider": "openai", "model": "m", "ephemeralSettings": {"accepts-prefill": true}},
+                     "lb": lb("failover", &["a", "b"], json!({"failover_retry_count": 0, "mid_stream": "continue"}))},
+        "requests": [{"at_ms": 0}],
+        "outcomes": {"a": {"*": [{"interrupted_after_tokens": 5}]},
+                     "b": {"*": [{"status": 400, "message": "assistant prefill is not supported"}]}}
+    }));
+    assert_eq!(sends(&lines, 1), ["a/default", "b/default"]);
+    let err = s.requests[0].error.as_deref().unwrap();
+    assert!(
+        err.starts_with("stream interrupted after 5 tokens from a"),
+        "{err}"
+    );
+}
+
+#[test]
 fn spec_5_8_error_policy_fails_and_restart_buffer_fail_over() {
     for (policy, attempts, ok) in [
         ("error", 1, false),

@@ -641,6 +641,21 @@ impl EngineState {
             .as_ref()
             .expect("backend_level() runs during a visit");
         let b = v.backend;
+        if o.class == Class::Client
+            && req.interruption.is_some()
+            && s.mid_stream == MidStream::Continue
+        {
+            // SPEC §5.8: a target that rejects the prefill fails the request with the original
+            // interruption as its error, never the rejection.
+            return self.fail(
+                req,
+                id,
+                now,
+                FailKind::Interrupted,
+                &Headline::Interrupted,
+                out,
+            );
+        }
         match o.class {
             Class::Success => self.deliver(req, id, now, o, out),
             Class::ContentFilter => {
