@@ -14,3 +14,4 @@ pub mod profile;
 pub mod provider;
 pub mod redact;
 pub mod simulate;
+pub mod state_file;

@@ -811,3 +811,32 @@ fn spec_5_9_state_restored_from_json_decides_exactly_as_the_original() {
         assert_eq!(st.step(&ev), restored.step(&ev));
     }
 }
+
+#[test]
+fn spec_5_9_state_from_a_clock_that_ran_ahead_is_cut_back_on_load() {
+    let trace = json!({
+        "version": 1, "profile": "a", "profiles": {"a": model("openai", &["k1", "k2"])},
+        "requests": [{"at_ms": 0}], "outcomes": {}
+    });
+    let t: Trace = serde_json::from_value(trace).unwrap();
+    let (plan, _) = simulate::plan_for(&t, "a", &Settings::default(), None).unwrap();
+    let mut st = EngineState::default();
+    let far = 10 * 24 * 60 * 60 * 1000;
+    st.shared
+        .buckets
+        .entry("openai/k1".into())
+        .or_default()
+        .cooldown_until = Some(far);
+    let actions = st.step(&Event::RequestArrived {
+        now: 1000,
+        request: 1,
+        plan,
+    });
+    let cut = st.shared.buckets["openai/k1"].cooldown_until.unwrap();
+    assert_eq!(cut, 1000 + llxprt::engine::MAX_COOLDOWN_MS);
+    // Still cooling (cut back, not cleared): k2 goes first.
+    assert!(
+        matches!(&actions[0], Action::Send { bucket, .. } if bucket == "k2"),
+        "{actions:?}"
+    );
+}

@@ -28,6 +28,10 @@ enum Headline {
     Interrupted,
 }
 
+/// The longest cooldown kept on load when `bucket_cooldown_ms` is shorter: a `Retry-After`
+/// may legitimately ask for hours (a daily quota), never for more than a day.
+pub const MAX_COOLDOWN_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Decides one event: returns the new state and the actions to carry out, in order.
 pub fn decide(mut state: EngineState, event: &Event) -> (EngineState, Vec<Action>) {
     let actions = state.step(event);
@@ -152,6 +156,7 @@ impl EngineState {
                 }
             }
         }
+        self.cut_back(now, plan);
         let lb = self.shared.lbs.entry(plan.lb.clone()).or_default();
         lb.stats.requests += 1;
         let n = plan.backends.len();
@@ -174,6 +179,39 @@ impl EngineState {
             skipped: Vec::new(),
             context_floor: None,
             interruption: None,
+        }
+    }
+
+    /// SPEC §5.9: state reaching further ahead than its setting allows (a clock jump, or a
+    /// file written by a machine whose clock ran ahead) is cut back when a request loads it.
+    /// Open circuits and probes never start in the future, TPM stamps are never later than
+    /// now, and a cooldown reaches at most `max(bucket_cooldown_ms, MAX_COOLDOWN_MS)` ahead.
+    fn cut_back(&mut self, now: u64, plan: &Plan) {
+        use super::state::{Circuit, Probe};
+        for b in &plan.backends {
+            if let Some(st) = self.shared.backends.get_mut(&b.name) {
+                match &mut st.circuit {
+                    Circuit::Open { since_ms } if *since_ms > now => *since_ms = now,
+                    Circuit::HalfOpen {
+                        probe: Some(Probe { started_ms, .. }),
+                    } if *started_ms > now => *started_ms = now,
+                    _ => {}
+                }
+                for (t, _) in &mut st.tpm {
+                    *t = (*t).min(now);
+                }
+            }
+            let limit = now.saturating_add(plan.settings.bucket_cooldown_ms.max(MAX_COOLDOWN_MS));
+            for k in &b.buckets {
+                if let Some(u) = self
+                    .shared
+                    .buckets
+                    .get_mut(&k.key)
+                    .and_then(|x| x.cooldown_until.as_mut())
+                {
+                    *u = (*u).min(limit);
+                }
+            }
         }
     }
 

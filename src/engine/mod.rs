@@ -41,7 +41,7 @@ pub mod state;
 pub mod stats;
 
 pub use action::{Action, FailKind, SkipReason, Then};
-pub use decide::decide;
+pub use decide::{MAX_COOLDOWN_MS, decide};
 pub use event::{Event, RequestId};
 pub use outcome::{Class, Outcome, classify_status};
 pub use plan::{BackendPlan, BucketPlan, FailoverSettings, Plan};
