@@ -87,7 +87,11 @@ impl<'a> Renderer<'a> {
                         let _ = write!(self.line, "{s} ");
                     }
                     let then_text = describe_then(*then, t, actions);
-                    let _ = writeln!(self.line, "{} → {then_text}  ({latency_ms} ms)", class.as_str());
+                    let _ = writeln!(
+                        self.line,
+                        "{} → {then_text}  ({latency_ms} ms)",
+                        class.as_str()
+                    );
                 }
                 Action::Skipped {
                     backend,
