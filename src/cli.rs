@@ -28,6 +28,53 @@ pub enum Command {
     Simulate(SimulateArgs),
 }
 
+/// Which part of the statistics to show.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatsView {
+    /// The load balancer and its backends.
+    Lb,
+    /// The buckets.
+    Buckets,
+}
+
+/// Arguments of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show only the load balancer or only the buckets.
+    pub view: Option<StatsView>,
+    /// Profile (default: the default profile).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Clear statistics, circuits, cooldowns and TPM (of this profile, or of all profiles).
+    #[arg(long)]
+    pub reset: bool,
+}
+
+/// Arguments of `chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Profile to use (default: the default profile).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// The prompt; without it, standard input is the prompt when it is not a terminal.
+    pub prompt: Option<String>,
+    /// Print one JSON object (answer, backend, usage, attempts) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// A session setting, KEY=VALUE; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A model parameter for every backend, KEY=VALUE; repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+    /// System prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+}
+
 /// `llxprt profile …`
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {

@@ -15,3 +15,4 @@ pub mod provider;
 pub mod redact;
 pub mod simulate;
 pub mod state_file;
+pub mod timefmt;

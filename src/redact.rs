@@ -45,16 +45,139 @@ pub fn redact_json(v: &mut Value) {
                     }
                     continue;
                 }
-                if is_secret_name(k)
-                    && let Value::String(s) = child
-                {
-                    *s = redact(s);
+                if is_secret_name(k) && !child.is_object() {
+                    redact_secret_value(child);
                     continue;
                 }
                 redact_json(child);
             }
         }
         Value::Array(a) => a.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+/// Character ranges of the secrets in one line of JSON source text, each with its redacted
+/// replacement: the value that follows a member name that names a secret ([`is_secret_name`]),
+/// whether a string (its contents), a long bare token (≥ 16 characters: a key typed without
+/// quotes, never a token count), or every such value in an array opened on that line. An
+/// object's members are judged by their own names, as in [`redact_json`]. Used for the snippets of diagnostics, which show source lines
+/// of files that may hold a raw `auth-key` (SPEC §7). Works on broken JSON too: an unclosed
+/// string runs to the end of the line.
+pub fn secret_spans(line: &str) -> Vec<(std::ops::Range<usize>, String)> {
+    let c: Vec<char> = line.chars().collect();
+    let string_end = |start: usize| -> (usize, bool) {
+        let mut i = start + 1;
+        while i < c.len() {
+            match c[i] {
+                '\\' => i += 2,
+                '"' => return (i + 1, true),
+                _ => i += 1,
+            }
+        }
+        (c.len(), false)
+    };
+    let skip_ws = |mut i: usize| {
+        while i < c.len() && c[i].is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let token_end = |mut i: usize| {
+        while i < c.len() && !matches!(c[i], ',' | '}' | ']' | ':') && !c[i].is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut out = Vec::new();
+    let mut push = |range: std::ops::Range<usize>, quoted: bool| {
+        let text: String = c[range.clone()].iter().collect();
+        if quoted || text.chars().count() >= 16 {
+            out.push((range, redact(&text)));
+        }
+    };
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] != '"' {
+            i += 1;
+            continue;
+        }
+        let (end, closed) = string_end(i);
+        let colon = skip_ws(end);
+        if !(closed && colon < c.len() && c[colon] == ':') {
+            i = end;
+            continue;
+        }
+        let name: String = c[i + 1..end - 1].iter().collect();
+        if !is_secret_name(&name) {
+            i = colon + 1;
+            continue;
+        }
+        let v = skip_ws(colon + 1);
+        if v >= c.len() {
+            break;
+        }
+        match c[v] {
+            '"' => {
+                let (vend, vclosed) = string_end(v);
+                push(v + 1..if vclosed { vend - 1 } else { vend }, true);
+                i = vend;
+            }
+            '{' => i = v + 1,
+            '[' => {
+                // Everything inside, member names excepted, up to the matching bracket.
+                let mut depth = 0usize;
+                let mut j = v;
+                while j < c.len() {
+                    match c[j] {
+                        '[' | '{' => depth += 1,
+                        ']' | '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                j += 1;
+                                break;
+                            }
+                        }
+                        '"' => {
+                            let (send, sclosed) = string_end(j);
+                            let after = skip_ws(send);
+                            if !(after < c.len() && c[after] == ':') {
+                                push(j + 1..if sclosed { send - 1 } else { send }, true);
+                            }
+                            j = send;
+                            continue;
+                        }
+                        ch if ch.is_whitespace() || ch == ',' || ch == ':' => {}
+                        _ => {
+                            let tend = token_end(j);
+                            push(j..tend, false);
+                            j = tend.max(j + 1);
+                            continue;
+                        }
+                    }
+                    j += 1;
+                }
+                i = j;
+            }
+            _ => {
+                let tend = token_end(v);
+                push(v..tend, false);
+                i = tend.max(v + 1);
+            }
+        }
+    }
+    out
+}
+
+/// Redacts a value stored under a secret's name: a string, a long number (a key typed without
+/// quotes), or each of those in an array (SPEC §7: a broken profile shown by `profile show`
+/// must not print its key either).
+fn redact_secret_value(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = redact(s),
+        Value::Number(n) if n.to_string().len() >= 16 => *v = Value::String(redact(&n.to_string())),
+        Value::Array(a) => a.iter_mut().for_each(redact_secret_value),
+        Value::Object(_) => redact_json(v),
         _ => {}
     }
 }
@@ -74,5 +197,53 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("0123456789abcdef"), "{s}");
         assert!(s.contains("~/.k") && s.contains("visible"), "{s}");
+        let mut v = serde_json::json!({"auth-key": ["sk-live-0123456789abcdef"],
+            "X-Api-Key": 98_765_432_109_876_543u64, "max_tokens": 4096,
+            "auth": {"type": "oauth", "buckets": ["work"]}});
+        redact_json(&mut v);
+        let s = v.to_string();
+        assert!(
+            !s.contains("0123456789abcdef") && !s.contains("432109"),
+            "{s}"
+        );
+        assert!(
+            s.contains("4096") && s.contains("oauth") && s.contains("work"),
+            "{s}"
+        );
+    }
+
+    fn apply(line: &str) -> String {
+        let c: Vec<char> = line.chars().collect();
+        let mut out = String::new();
+        let mut i = 0;
+        for (r, repl) in secret_spans(line) {
+            out.extend(&c[i..r.start]);
+            out.push_str(&repl);
+            i = r.end;
+        }
+        out.extend(&c[i..]);
+        out
+    }
+
+    #[test]
+    fn source_lines_lose_their_secrets() {
+        let secret = "sk-live-SECRET-0123456789abcdef";
+        for line in [
+            format!(r#"    "auth-key": "{secret}","#),
+            format!(
+                r#"  "custom-headers": {{"Authorization": "Bearer {secret}", "X-Trace": "on"}}"#
+            ),
+            format!(r#"    "auth-key": ["{secret}", 12345678901234567890],"#),
+            format!(r#"  "api_key": {{"token": "{secret}"}}"#),
+            format!(r#"    "auth-key": "{secret}"#),
+            r#"    "X-Api-Key": 12345678901234567890"#.to_string(),
+            format!(r#"  "auth": {{"type": "apikey"}}, "token": "{secret}""#),
+        ] {
+            let shown = apply(&line);
+            assert!(!shown.contains("SECRET-0123"), "{shown}");
+            assert!(!shown.contains("5678901234567"), "{shown}");
+        }
+        let kept = r#""auth-keyfile": "~/.k", "X-Trace": "on", "token": true, "max_tokens": 4096, "auth": {"type": "oauth", "buckets": ["work"]}"#;
+        assert_eq!(apply(kept), kept);
     }
 }

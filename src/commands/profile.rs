@@ -39,10 +39,28 @@ fn stem(path: &std::path::Path) -> String {
 }
 
 fn validate_files(a: &ValidateArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
-    let mut files: Vec<(String, PathBuf, Result<Vec<u8>, String>)> = Vec::new();
+    // Per file: its name, path, and its bytes or (message, help) of why it cannot be read.
+    type ReadResult = Result<Vec<u8>, (String, String)>;
+    let mut files: Vec<(String, PathBuf, ReadResult)> = Vec::new();
     for path in &a.files {
-        let bytes =
-            read_limited(path, MAX_PROFILE_BYTES).map_err(|e| format!("cannot read the file: {e}"));
+        let bytes = read_limited(path, MAX_PROFILE_BYTES).map_err(|e| match e.kind() {
+            // SPEC §7: a huge file is refused with a clear error, and the hint must fit the
+            // problem ("check the path" does not help with a 50 MB file).
+            std::io::ErrorKind::InvalidData => (
+                format!(
+                    "the file is larger than {MAX_PROFILE_BYTES} bytes, the most a profile may have"
+                ),
+                "a profile is a small JSON object; is this the right file?".to_string(),
+            ),
+            std::io::ErrorKind::NotFound => (
+                "cannot read the file: it does not exist".to_string(),
+                "check the path".to_string(),
+            ),
+            _ => (
+                format!("cannot read the file: {e}"),
+                "check the path and its permissions".to_string(),
+            ),
+        });
         files.push((stem(path), path.clone(), bytes));
     }
     let resolver = FilesResolver {
@@ -66,7 +84,7 @@ fn validate_files(a: &ValidateArgs, store: &Store, io: &mut Streams<'_>) -> Resu
                 let d = validate::place_all(&display, &c.text, c.findings);
                 (c.text, d)
             }
-            Err(msg) => (
+            Err((msg, help)) => (
                 String::new(),
                 vec![Diagnostic {
                     file: display.clone(),
@@ -75,7 +93,7 @@ fn validate_files(a: &ValidateArgs, store: &Store, io: &mut Streams<'_>) -> Resu
                     pointer: String::new(),
                     severity: Severity::Error,
                     message: msg.clone(),
-                    help: Some("check the path".into()),
+                    help: Some(help.clone()),
                     span: None,
                 }],
             ),
@@ -317,7 +335,7 @@ fn settings_object(sets: &[String]) -> Result<Map<String, Value>, CmdError> {
     let mut m = Map::new();
     for s in sets {
         let (k, v) =
-            parse_assignment(s).map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
+            parse_assignment(s).map_err(|e| CmdError::new(exit::USAGE, format!("--set: {e}")))?;
         if settings::lookup(&k).is_none() && !settings::FOREIGN_KEYS.contains(&k.as_str()) {
             let mut e = CmdError::new(exit::USAGE, format!("unknown setting \"{k}\""));
             if let Some(s) = did_you_mean(&k, settings::all_spellings()) {
@@ -330,8 +348,48 @@ fn settings_object(sets: &[String]) -> Result<Map<String, Value>, CmdError> {
     Ok(m)
 }
 
-/// Validates a profile built from command-line values; errors are usage errors naming the
-/// offending value.
+/// A resolver for which every backend is a plain model profile: checks a load balancer's
+/// arguments by themselves, apart from what the store holds.
+struct AnyBackend;
+
+impl Resolver for AnyBackend {
+    fn resolve(&self, _name: &str) -> validate::Resolved {
+        validate::Resolved::Model(Box::new(crate::profile::model::ModelProfile {
+            provider: "openai".into(),
+            model: "any".into(),
+            model_params: Map::new(),
+            settings: settings::Settings::default(),
+            auth: None,
+        }))
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Where a finding about a profile built from the command line came from, in the command
+/// line's words (`--provider`, `--set streaming`), not as a JSON pointer.
+fn argument_of(pointer: &str) -> String {
+    let tokens = crate::profile::jsonpos::pointer_tokens(pointer);
+    match tokens
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        // The messages about buckets and backends name them already.
+        [] | ["auth", "buckets", ..] | ["backends", ..] => String::new(),
+        ["provider"] => "--provider: ".into(),
+        ["model"] => "--model: ".into(),
+        ["ephemeralSettings", "base-url", ..] => "--base-url: ".into(),
+        ["ephemeralSettings", "auth-keyfile", ..] => "--keyfile: ".into(),
+        ["ephemeralSettings", key, ..] => format!("--set {key}: "),
+        ["modelParams", key, ..] => format!("--param {key}: "),
+        _ => format!("{pointer}: "),
+    }
+}
+
+/// Validates a profile built from command-line values; errors name the offending argument.
 fn build(
     doc: &Value,
     store: &Store,
@@ -339,19 +397,10 @@ fn build(
     io: &mut Streams<'_>,
 ) -> Result<Profile, CmdError> {
     let bytes = serde_json::to_vec_pretty(doc).expect("plain JSON");
-    let c = validate::check_profile(&bytes, &validate::NoResolver, Some(name));
-    let _ = store;
+    let c = validate::check_profile(&bytes, store, Some(name));
     let mut errors = Vec::new();
     for f in &c.findings {
-        let line = format!(
-            "{}{}",
-            if f.pointer.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", f.pointer)
-            },
-            f.message
-        );
+        let line = format!("{}{}", argument_of(&f.pointer), f.message);
         match f.severity {
             Severity::Error => errors.push((line, f.help.clone())),
             Severity::Warning => writeln!(io.err, "warning: {line}")?,
@@ -361,7 +410,19 @@ fn build(
     match (c.parsed, errors.first()) {
         (Some(p), None) => Ok(p),
         (_, Some((msg, help))) => {
-            let mut e = CmdError::new(exit::USAGE, msg.clone());
+            // SPEC §8.2: arguments that are wrong by themselves are a usage error (2); valid
+            // arguments naming backends the store cannot supply (missing, a load balancer,
+            // invalid) make the save refused (1), as when `Store::save` finds it.
+            let arguments_fine = validate::check_profile(&bytes, &AnyBackend, Some(name))
+                .findings
+                .iter()
+                .all(|f| f.severity != Severity::Error);
+            let code = if arguments_fine {
+                exit::FAILED
+            } else {
+                exit::USAGE
+            };
+            let mut e = CmdError::new(code, msg.clone());
             e.help.clone_from(help);
             Err(e)
         }
@@ -381,7 +442,7 @@ fn save_model(store: &Store, a: &SaveModelArgs, io: &mut Streams<'_>) -> Result<
     let mut params = Map::new();
     for p in &a.param {
         let (k, v) =
-            parse_assignment(p).map_err(|e| CmdError::new(exit::USAGE, format!("--param {e}")))?;
+            parse_assignment(p).map_err(|e| CmdError::new(exit::USAGE, format!("--param: {e}")))?;
         params.insert(k, v);
     }
     let mut doc = json!({"version": 1, "provider": a.provider, "model": a.model});
@@ -400,10 +461,12 @@ fn save_model(store: &Store, a: &SaveModelArgs, io: &mut Streams<'_>) -> Result<
     }
     let profile = build(&doc, store, &a.name, io)?;
     let path = store.save(&a.name, &profile, a.force)?;
+    // The name of the file written: `--force` over a name differing only in case keeps the
+    // existing profile's name (SPEC §1), and the message must not claim another.
     writeln!(
         io.err,
         "saved model profile \"{}\" to {}",
-        a.name,
+        stem(&path),
         path.display()
     )?;
     Ok(exit::OK)
@@ -426,10 +489,12 @@ fn save_lb(store: &Store, a: &SaveLbArgs, io: &mut Streams<'_>) -> Result<u8, Cm
     }
     let profile = build(&doc, store, &a.name, io)?;
     let path = store.save(&a.name, &profile, a.force)?;
+    // The name of the file written: `--force` over a name differing only in case keeps the
+    // existing profile's name (SPEC §1), and the message must not claim another.
     writeln!(
         io.err,
         "saved load balancer \"{}\" to {}",
-        a.name,
+        stem(&path),
         path.display()
     )?;
     Ok(exit::OK)

@@ -195,21 +195,21 @@ pub fn render_human(d: &Diagnostic, text: Option<&str>, p: Palette) -> String {
     if let (Some(text), Some(span)) = (text, d.span.as_ref())
         && let Some(src) = text.lines().nth(d.line - 1)
     {
-        // Keep snippets readable on minified files: show at most 120 characters.
-        let shown: String = src.chars().take(120).collect();
         let width = text
             .get(span.clone())
             .map_or(1, |t| t.lines().next().unwrap_or("").chars().count())
-            .clamp(1, 120usize.saturating_sub(d.column - 1).max(1));
+            .max(1);
+        let (shown, carets) = snippet(src, d.column, width);
         let _ = writeln!(out, "{pad} {}|{}", p.accent, p.reset);
         let _ = writeln!(out, "{}{} |{} {shown}", p.accent, d.line, p.reset);
+        let lead = carets.len() - carets.trim_start().len();
         let _ = writeln!(
             out,
             "{pad} {}|{} {}{colour}{}{}",
             p.accent,
             p.reset,
-            " ".repeat(d.column - 1),
-            "^".repeat(width),
+            &carets[..lead],
+            carets.trim(),
             p.reset
         );
     }
@@ -220,6 +220,56 @@ pub fn render_human(d: &Diagnostic, text: Option<&str>, p: Palette) -> String {
         let _ = writeln!(out, "{pad} {}={} help: {h}", p.accent, p.reset);
     }
     out
+}
+
+/// Longest part of a source line a snippet shows.
+const SNIPPET_WIDTH: usize = 120;
+
+/// The source line as shown and the caret line under it. Secrets are redacted (SPEC §7: a
+/// profile may hold a raw `auth-key`, and the snippet must not print it). A long line (a
+/// minified file, deep nesting) is cut to [`SNIPPET_WIDTH`] characters around the caret, with
+/// `…` where it was cut, so the caret is always visible under its token.
+fn snippet(src: &str, column: usize, width: usize) -> (String, String) {
+    let chars: Vec<char> = src.chars().collect();
+    let first = column.saturating_sub(1).min(chars.len());
+    let marked = |i: usize| i >= first && i < first + width;
+    // Cells of the shown line: a character and whether the caret is under it.
+    let mut cells: Vec<(char, bool)> = Vec::with_capacity(chars.len() + 1);
+    let mut i = 0;
+    for (range, replacement) in crate::redact::secret_spans(src) {
+        cells.extend((i..range.start).map(|k| (chars[k], marked(k))));
+        let under = range.clone().any(marked);
+        cells.extend(replacement.chars().map(|ch| (ch, under)));
+        i = range.end;
+    }
+    cells.extend((i..chars.len()).map(|k| (chars[k], marked(k))));
+    if first >= chars.len() {
+        // The error is at the end of the line (a missing token): the caret goes after it.
+        cells.push((' ', true));
+    }
+    let caret_at = cells.iter().position(|(_, m)| *m).unwrap_or(0);
+    let start = if cells.len() <= SNIPPET_WIDTH {
+        0
+    } else {
+        caret_at
+            .saturating_sub(SNIPPET_WIDTH / 3)
+            .min(cells.len() - SNIPPET_WIDTH)
+    };
+    let end = (start + SNIPPET_WIDTH).min(cells.len());
+    let window = &cells[start..end];
+    let mut shown: String = window.iter().map(|(ch, _)| *ch).collect();
+    let mut carets: String = window
+        .iter()
+        .map(|(_, m)| if *m { '^' } else { ' ' })
+        .collect();
+    if start > 0 {
+        shown.insert(0, '…');
+        carets.insert(0, ' ');
+    }
+    if end < cells.len() {
+        shown.push('…');
+    }
+    (shown.trim_end().to_string(), carets.trim_end().to_string())
 }
 
 /// Renders a diagnostic as one line of JSON (SPEC §8.1 `profile validate --json`).

@@ -232,9 +232,13 @@ fn check_unknown_top(
             format!("unknown key \"{key}\" (ignored)"),
         )
         .at_key();
-        if let Some(s) = did_you_mean(key, known.iter().copied()) {
-            f = f.help(format!("did you mean \"{s}\"?"));
-        }
+        f = match did_you_mean(key, known.iter().copied()) {
+            Some(s) => f.help(format!("did you mean \"{s}\"?")),
+            None => f.help(format!(
+                "remove it if it is a mistake; the keys read here are {}",
+                known.join(", ")
+            )),
+        };
         out.push(f);
     }
 }
@@ -271,11 +275,13 @@ fn check_settings(raw: Option<&Settings>, is_lb: bool, out: &mut Vec<Finding>) -
             ),
             "circuit_breaker_failure_window_ms" => out.push(
                 Finding::note(ptr(key), "\"circuit_breaker_failure_window_ms\" is ignored: llxprt counts consecutive failed requests")
-                    .at_key(),
+                    .at_key()
+                    .help("remove it; \"lb_circuit_breaker_threshold\" sets how many failures in a row open the circuit (SPEC §5.6)"),
             ),
             "circuit_breaker_enabled" => out.push(
                 Finding::note(ptr(key), "\"circuit_breaker_enabled\" is read as \"lb_circuit_breaker_threshold\" (true: 3 unless set; false: off)")
-                    .at_key(),
+                    .at_key()
+                    .help("write \"lb_circuit_breaker_threshold\": 3 instead (SPEC §3.2)"),
             ),
             _ => {}
         }
@@ -335,10 +341,13 @@ fn check_settings(raw: Option<&Settings>, is_lb: bool, out: &mut Vec<Finding>) -
         let mut seen = BTreeSet::new();
         for (i, c) in codes.iter().enumerate() {
             if !seen.insert(c) {
-                out.push(Finding::warning(
-                    format!("{}/{i}", ptr("failover_status_codes")),
-                    format!("status {c} is listed twice"),
-                ));
+                out.push(
+                    Finding::warning(
+                        format!("{}/{i}", ptr("failover_status_codes")),
+                        format!("status {c} is listed twice"),
+                    )
+                    .help("remove the duplicate"),
+                );
             }
         }
     }
@@ -395,10 +404,11 @@ fn analyse_model(m: &RawModel, out: &mut Vec<Finding>) -> ModelProfile {
         for (i, b) in buckets.iter().enumerate() {
             let ptr = format!("/auth/buckets/{i}");
             if let Err(why) = check_bucket_name(b) {
-                out.push(Finding::error(
-                    ptr,
-                    format!("invalid bucket name {b:?}: {why}"),
-                ));
+                out.push(
+                    Finding::error(ptr, format!("invalid bucket name {b:?}: {why}")).help(
+                        "bucket names have 1–128 characters, none of : / \\ < > \" | ? *, and are not login, logout, status, enable or disable (SPEC §1)",
+                    ),
+                );
             } else if !seen.insert(b.as_str()) {
                 out.push(
                     Finding::error(ptr, format!("bucket \"{b}\" is listed twice"))
@@ -434,7 +444,8 @@ fn analyse_lb(l: &RawLoadBalancer, out: &mut Vec<Finding>) -> Option<LoadBalance
                     format!("/{key}"),
                     format!("\"{key}\" on a load balancer is ignored: each backend uses its own"),
                 )
-                .at_key(),
+                .at_key()
+                .help("remove it"),
             );
         }
     }
@@ -445,7 +456,8 @@ fn analyse_lb(l: &RawLoadBalancer, out: &mut Vec<Finding>) -> Option<LoadBalance
                     "/profiles",
                     "both \"backends\" and \"profiles\" are set; \"profiles\" is ignored",
                 )
-                .at_key(),
+                .at_key()
+                .help("remove \"profiles\""),
             );
             ("backends", b)
         }
@@ -459,8 +471,10 @@ fn analyse_lb(l: &RawLoadBalancer, out: &mut Vec<Finding>) -> Option<LoadBalance
             ("profiles", p)
         }
         (None, None) => {
+            // Pointed at `/backends` (placed at the object when absent) so that a
+            // `backends` the schema rejected is not also reported as missing (SPEC §2.3).
             out.push(
-                Finding::error("", "a load balancer needs \"backends\"")
+                Finding::error("/backends", "a load balancer needs \"backends\"")
                     .help("list at least 2 model profiles: \"backends\": [\"a\", \"b\"]"),
             );
             return None;
@@ -482,10 +496,10 @@ fn analyse_lb(l: &RawLoadBalancer, out: &mut Vec<Finding>) -> Option<LoadBalance
     for (i, name) in list.iter().enumerate() {
         let ptr = format!("/{field}/{i}");
         if let Err(why) = check_profile_name(name) {
-            out.push(Finding::error(
-                ptr,
-                format!("invalid profile name {name:?}: {why}"),
-            ));
+            out.push(
+                Finding::error(ptr, format!("invalid profile name {name:?}: {why}"))
+                    .help("a backend is the name of a profile in the profiles directory (SPEC §1)"),
+            );
         } else if !seen.insert(name.to_lowercase()) {
             out.push(
                 Finding::error(ptr, format!("backend \"{name}\" is listed twice"))
@@ -500,7 +514,8 @@ fn analyse_lb(l: &RawLoadBalancer, out: &mut Vec<Finding>) -> Option<LoadBalance
                 "/contextLimit",
                 "\"contextLimit\" is read as the load balancer's \"context-limit\"",
             )
-            .at_key(),
+            .at_key()
+            .help("write \"context-limit\" in \"ephemeralSettings\""),
         );
         settings.context_limit.get_or_insert(cl);
     }

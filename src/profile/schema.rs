@@ -42,27 +42,54 @@ pub fn compile(schema: &Value) -> jsonschema::Validator {
         .expect("generated schemas are valid draft 2020-12 schemas")
 }
 
-/// The description a schema gives for the value at `pointer` in `instance`, following `$ref`s
-/// and picking the branch of a union that the instance is in. Used as a `help:` hint.
-pub fn describe(schema: &Value, instance: &Value, pointer: &str) -> Option<String> {
+/// The schema node that describes the value at `pointer` in `instance`, following `$ref`s,
+/// `items` and `additionalProperties`, and picking the branch of a union that the instance is
+/// in. The node is returned as written at that position (its own `description` first).
+pub fn node_at<'a>(schema: &'a Value, instance: &Value, pointer: &str) -> Option<&'a Value> {
     let mut node = schema;
     let mut inst = Some(instance);
     for token in super::jsonpos::pointer_tokens(pointer) {
-        node = branch(schema, node, inst)?;
-        node = node
+        let here = branch(schema, node, inst)?;
+        node = here
             .get("properties")
             .and_then(|p| p.get(&token))
-            .or_else(|| node.get("items"))?;
+            .or_else(|| here.get("items"))
+            .or_else(|| here.get("additionalProperties").filter(|a| a.is_object()))?;
         inst = inst.and_then(|i| match i {
             Value::Object(o) => o.get(&token),
             Value::Array(a) => token.parse::<usize>().ok().and_then(|n| a.get(n)),
             _ => None,
         });
     }
-    let node = branch(schema, node, inst)?;
-    node.get("description")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    Some(node)
+}
+
+/// The description a schema gives for the value at `pointer` in `instance`, following `$ref`s
+/// and picking the branch of a union that the instance is in. Used as a `help:` hint.
+///
+/// A field's own description wins over the description of the type it refers to: `policy`
+/// says "`failover` or `roundrobin`", where its type's first variant would only describe
+/// `failover` (SPEC §2.3: the hint must be about the offending value).
+pub fn describe(schema: &Value, instance: &Value, pointer: &str) -> Option<String> {
+    let node = node_at(schema, instance, pointer)?;
+    let own = node.get("description").and_then(Value::as_str);
+    let inst = instance.pointer(pointer);
+    own.or_else(|| {
+        branch(schema, node, inst)?
+            .get("description")
+            .and_then(Value::as_str)
+    })
+    .map(str::to_string)
+}
+
+/// The member names the schema allows in the object at `pointer` (for "unknown key" hints).
+pub fn keys_at(schema: &Value, instance: &Value, pointer: &str) -> Vec<String> {
+    node_at(schema, instance, pointer)
+        .and_then(|n| branch(schema, n, instance.pointer(pointer)))
+        .and_then(|n| n.get("properties"))
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {

@@ -192,16 +192,14 @@ impl Store {
     /// The raw stored JSON of a profile.
     pub fn raw_json(&self, name: &str) -> Result<Value, StoreError> {
         let (path, bytes) = self.read(name)?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Invalid {
-            diagnostics: validate::place_all(
-                &path.display().to_string(),
-                &String::from_utf8_lossy(&bytes),
-                vec![super::diagnostic::Finding::error(
-                    "",
-                    format!("invalid JSON: {e}"),
-                )],
-            ),
-            path,
+        serde_json::from_slice(&bytes).map_err(|_| {
+            // The syntax layer places and explains the error (SPEC §2.3); serde_json's own
+            // message, placed at the document, said "1:1 … at line 1 column 15".
+            let c = validate::check_profile(&bytes, &validate::NoResolver, Some(name));
+            StoreError::Invalid {
+                diagnostics: validate::place_all(&path.display().to_string(), &c.text, c.findings),
+                path,
+            }
         })
     }
 
@@ -254,11 +252,29 @@ impl Store {
     }
 
     /// Load balancers that list `name` as a backend.
+    ///
+    /// Each file's own `backends` (or `profiles`) is read without validating the file: a load
+    /// balancer that no longer loads (another backend deleted with `--force`, a typo) still
+    /// references `name`, and deleting `name` must still be refused (SPEC §8.1).
     pub fn referrers(&self, name: &str) -> Vec<String> {
-        self.list()
+        self.names()
             .into_iter()
-            .filter(|l| matches!(&l.profile, Ok(Profile::LoadBalancer(lb)) if lb.backends.iter().any(|b| b.eq_ignore_ascii_case(name))))
-            .map(|l| l.name)
+            .filter(|n| !n.eq_ignore_ascii_case(name))
+            .filter(|n| {
+                let Ok((_, bytes)) = self.read(n) else {
+                    return false;
+                };
+                let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+                    return false;
+                };
+                v.get("type").and_then(Value::as_str) == Some("loadbalancer")
+                    && ["backends", "profiles"]
+                        .iter()
+                        .filter_map(|k| v.get(k).and_then(Value::as_array))
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .any(|b| b.eq_ignore_ascii_case(name))
+            })
             .collect()
     }
 

@@ -38,12 +38,115 @@ fn strip_position(msg: &str) -> &str {
     msg.find(" at line ").map_or(msg, |i| &msg[..i])
 }
 
-/// Layer 1: JSON syntax. A failure is one finding placed by serde_json's line and column.
+/// Layer 1: JSON syntax. A failure is one finding placed by serde_json's line and column
+/// (converted to characters, see [`char_position`]).
 pub fn parse_json(bytes: &[u8]) -> Result<Value, (usize, usize, String)> {
     serde_json::from_slice::<Value>(bytes).map_err(|e| {
-        let msg = strip_position(&e.to_string()).to_string();
-        (e.line().max(1), e.column().max(1), msg)
+        let s = syntax_error(bytes, &e);
+        (s.line, s.column, s.message)
     })
+}
+
+/// A JSON syntax error, placed and explained.
+struct SyntaxError {
+    line: usize,
+    column: usize,
+    message: String,
+    help: String,
+}
+
+fn syntax_error(bytes: &[u8], e: &serde_json::Error) -> SyntaxError {
+    let raw = strip_position(&e.to_string()).to_string();
+    let (mut line, mut column) = char_position(bytes, e.line(), e.column());
+    if raw.contains("trailing comma") && e.column() > 0 {
+        // serde_json stops at the closing bracket; the caret belongs under the comma.
+        let at = line_start(bytes, e.line()) + e.column() - 1;
+        if let Some(comma) = bytes[..at.min(bytes.len())]
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .filter(|&i| bytes[i] == b',')
+        {
+            let l = 1 + bytes[..comma].iter().filter(|b| **b == b'\n').count();
+            (line, column) = char_position(bytes, l, comma - line_start(bytes, l) + 1);
+        }
+    }
+    // What the text holds at the error, for hints that depend on it (comments, quotes).
+    let rest: String = String::from_utf8_lossy(bytes)
+        .lines()
+        .nth(line - 1)
+        .unwrap_or("")
+        .chars()
+        .skip(column - 1)
+        .take(2)
+        .collect();
+    let comment = rest.starts_with("//") || rest.starts_with("/*");
+    let (message, help) = if bytes.iter().all(u8::is_ascii_whitespace) {
+        (
+            "the file is empty".to_string(),
+            "a profile is one JSON object: {\"version\": 1, …}".to_string(),
+        )
+    } else if comment {
+        (
+            format!("{raw} (JSON has no comments)"),
+            "remove the comment".to_string(),
+        )
+    } else if raw.contains("control character") {
+        (
+            "a string is not closed before the end of the line".to_string(),
+            "add the closing \" (a line break inside a string is written \\n)".to_string(),
+        )
+    } else if raw.contains("invalid unicode code point") {
+        (
+            "the file is not valid UTF-8 here".to_string(),
+            "save the file as UTF-8".to_string(),
+        )
+    } else {
+        (raw.clone(), syntax_help(&raw, &rest))
+    };
+    SyntaxError {
+        line,
+        column,
+        message,
+        help,
+    }
+}
+
+/// Byte offset where 1-based `line` starts (the end of the text past the last line).
+fn line_start(bytes: &[u8], line: usize) -> usize {
+    if line <= 1 {
+        0
+    } else {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(line - 2)
+            .map_or(bytes.len(), |(i, _)| i + 1)
+    }
+}
+
+/// serde_json counts columns in bytes, up to and including the offending byte, and reports
+/// column 0 when the last byte it read was the newline ending the previous line. Diagnostics
+/// count characters (SPEC §2.3: line:column of the offending token), so a line with `é` or `ñ`
+/// before the error would otherwise put the caret too far right; and an error at a newline
+/// (an unclosed string, the end of the file) belongs at the end of the line it ends.
+fn char_position(bytes: &[u8], line: usize, byte_column: usize) -> (usize, usize) {
+    let line = line.max(1);
+    let start_of = |l: usize| line_start(bytes, l);
+    let chars = |b: &[u8]| String::from_utf8_lossy(b).chars().count();
+    if byte_column == 0 {
+        if line == 1 {
+            return (1, 1);
+        }
+        let start = start_of(line - 1);
+        let end = start_of(line).saturating_sub(1).max(start);
+        let text = &bytes[start..end];
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        return (line - 1, chars(text) + 1);
+    }
+    let start = start_of(line);
+    let end = (start + byte_column - 1).min(bytes.len());
+    (line, chars(&bytes[start..end]) + 1)
 }
 
 /// Layer 2: the schema. A union's failure is reported as the errors of the branch the value
@@ -115,7 +218,7 @@ fn collect(
                 out.push(
                     Finding::error(ptr, format!("unknown key \"{key}\" here"))
                         .at_key()
-                        .help(allowed_keys_help(root_schema, instance, &pointer)),
+                        .help(allowed_keys_help(root_schema, instance, &pointer, key)),
                 );
             }
         }
@@ -132,14 +235,34 @@ fn collect(
             out.push(f);
         }
         _ => {
-            let message = if is_secret_pointer(&pointer) {
-                e.masked().to_string()
-            } else {
-                e.to_string()
+            let here = instance.pointer(&pointer);
+            // A container is never shown whole (it may hold a secret, and it would not fit);
+            // neither is a value under a secret's name (SPEC §7).
+            let hide =
+                is_secret_pointer(&pointer) || here.is_some_and(|v| v.is_object() || v.is_array());
+            let message = match e.kind() {
+                // "expected a boolean, found a string" — without the `null` that every
+                // optional field's schema allows, which only confuses (SPEC §2.3).
+                ValidationErrorKind::Type { kind } => {
+                    let found = here.map_or("nothing", kind_of);
+                    let shown = match here {
+                        Some(v) if !hide => format!(" ({})", truncate(&v.to_string(), 60)),
+                        _ => String::new(),
+                    };
+                    format!("expected {}, found {found}{shown}", expected_types(kind))
+                }
+                ValidationErrorKind::MinItems { limit } => {
+                    let n = here.and_then(Value::as_array).map_or(0, Vec::len);
+                    format!(
+                        "expected at least {limit} item{}, found {n}",
+                        if *limit == 1 { "" } else { "s" }
+                    )
+                }
+                _ if hide => e.masked().to_string(),
+                _ => e.to_string(),
             };
             let mut f = Finding::error(pointer.clone(), truncate(&message, 200));
-            if let Some(d) = schema::describe(root_schema, instance, &pointer) {
-                let name = pointer.rsplit('/').next().unwrap_or("");
+            if let Some((name, d)) = describe_nearest(root_schema, instance, &pointer) {
                 f = f.help(format!("\"{name}\": {}", d.replace('\n', " ")));
             }
             out.push(f);
@@ -147,9 +270,57 @@ fn collect(
     }
 }
 
-fn allowed_keys_help(root_schema: &Value, instance: &Value, pointer: &str) -> String {
-    let _ = (root_schema, instance, pointer);
-    "remove it; see schema/profile.schema.json for the keys allowed here".to_string()
+/// The description of the value at `pointer` or, when it has none (an array element, a
+/// header value), of its nearest described ancestor, with that ancestor's name.
+fn describe_nearest(
+    root_schema: &Value,
+    instance: &Value,
+    pointer: &str,
+) -> Option<(String, String)> {
+    let mut p = pointer;
+    while !p.is_empty() {
+        if let Some(d) = schema::describe(root_schema, instance, p) {
+            let name = p.rsplit('/').next().unwrap_or("");
+            return Some((name.replace("~1", "/").replace("~0", "~"), d));
+        }
+        p = p.rsplit_once('/').map_or("", |(parent, _)| parent);
+    }
+    None
+}
+
+/// "a boolean", "an integer or a string": the types a schema `type` allows, `null` left out.
+fn expected_types(kind: &jsonschema::error::TypeKind) -> String {
+    use jsonschema::JsonType;
+    let types: Vec<JsonType> = match kind {
+        jsonschema::error::TypeKind::Single(t) => vec![*t],
+        jsonschema::error::TypeKind::Multiple(set) => set.iter().collect(),
+    };
+    let words: Vec<&str> = types
+        .iter()
+        .filter(|t| **t != JsonType::Null || types.len() == 1)
+        .map(|t| match t {
+            JsonType::Null => "null",
+            JsonType::Boolean => "a boolean (true or false)",
+            JsonType::Integer => "an integer",
+            JsonType::Number => "a number",
+            JsonType::String => "a string",
+            JsonType::Array => "an array",
+            JsonType::Object => "an object",
+        })
+        .collect();
+    words.join(" or ")
+}
+
+fn allowed_keys_help(root_schema: &Value, instance: &Value, pointer: &str, key: &str) -> String {
+    let keys = schema::keys_at(root_schema, instance, pointer);
+    if let Some(s) = did_you_mean(key, keys.iter().map(String::as_str)) {
+        return format!("did you mean \"{s}\"?");
+    }
+    if keys.is_empty() {
+        "remove it; see schema/profile.schema.json for the keys allowed here".to_string()
+    } else {
+        format!("remove it; the keys allowed here are {}", keys.join(", "))
+    }
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -206,15 +377,25 @@ fn constant_union(
 ) -> Option<Finding> {
     let mut allowed = Vec::new();
     for branch in context {
-        let [e] = branch.as_slice() else { return None };
-        match e.kind() {
-            ValidationErrorKind::Constant { expected_value } => {
-                allowed.push((**expected_value).clone());
+        // A variant is `{"type": "string", "const": "x"}`: a value of another type fails both
+        // keywords; the type error says nothing the list of allowed values does not.
+        let mut constants = 0;
+        for e in branch {
+            match e.kind() {
+                ValidationErrorKind::Constant { expected_value } => {
+                    allowed.push((**expected_value).clone());
+                    constants += 1;
+                }
+                ValidationErrorKind::Enum { options } => {
+                    allowed.extend(options.as_array().into_iter().flatten().cloned());
+                    constants += 1;
+                }
+                ValidationErrorKind::Type { .. } if e.instance_path().as_str() == pointer => {}
+                _ => return None,
             }
-            ValidationErrorKind::Enum { options } => {
-                allowed.extend(options.as_array().into_iter().flatten().cloned());
-            }
-            _ => return None,
+        }
+        if constants != 1 {
+            return None;
         }
     }
     let shown = here.map_or_else(|| "the value".to_string(), |v| truncate(&v.to_string(), 60));
@@ -262,19 +443,20 @@ pub fn check_document<T: DeserializeOwned>(
     root_schema: &Value,
 ) -> Checked<T> {
     let text = String::from_utf8_lossy(bytes).into_owned();
-    let value = match parse_json(bytes) {
+    let value = match serde_json::from_slice::<Value>(bytes) {
         Ok(v) => v,
-        Err((line, column, msg)) => {
+        Err(e) => {
+            let s = syntax_error(bytes, &e);
             return Checked {
                 text,
                 value: None,
                 parsed: None,
                 findings: vec![Finding {
-                    pointer: format!("@{line}:{column}"),
+                    pointer: format!("@{}:{}", s.line, s.column),
                     target: super::diagnostic::Target::Value,
                     severity: Severity::Error,
-                    message: format!("invalid JSON: {msg}"),
-                    help: Some(syntax_help(&msg)),
+                    message: format!("invalid JSON: {}", s.message),
+                    help: Some(s.help),
                 }],
             };
         }
@@ -303,10 +485,10 @@ pub fn check_document<T: DeserializeOwned>(
     }
 }
 
-fn syntax_help(msg: &str) -> String {
+fn syntax_help(msg: &str, rest: &str) -> String {
     if msg.contains("EOF while parsing") {
         if msg.contains("value") {
-            "the file is empty or ends too early; a profile is one JSON object".into()
+            "the file ends where a value should be; a profile is one JSON object".into()
         } else {
             "the file ends too early: close every { and [".into()
         }
@@ -314,8 +496,24 @@ fn syntax_help(msg: &str) -> String {
         "remove the comma before the closing bracket".into()
     } else if msg.contains("recursion limit") {
         "the document is nested too deeply to be a profile".into()
+    } else if rest.starts_with('\'') {
+        "JSON strings and keys are written in double quotes, not single quotes".into()
     } else if msg.contains("key must be a string") {
-        "object keys are written in double quotes".into()
+        if rest.starts_with(',') {
+            "remove the extra comma".into()
+        } else {
+            "object keys are written in double quotes".into()
+        }
+    } else if msg.contains("expected `,` or `}`") {
+        "a comma is missing between two members (or a } is missing before this)".into()
+    } else if msg.contains("expected `,` or `]`") {
+        "a comma is missing between two elements (or a ] is missing before this)".into()
+    } else if msg.contains("trailing characters") {
+        "there is more text after the profile's closing }; remove it".into()
+    } else if msg.contains("expected value") || msg.contains("expected ident") {
+        "a value is missing or misspelled here (strings need double quotes; true, false and null are lowercase)".into()
+    } else if msg.contains("invalid escape") {
+        "a backslash in a string starts an escape: write \\\\ for one backslash".into()
     } else {
         "fix the JSON syntax at this position".into()
     }
@@ -420,9 +618,14 @@ pub fn check_profile(
                 && let Ok(raw) = serde_json::from_value::<RawProfile>(pruned)
             {
                 let flagged: Vec<String> = findings.iter().map(|f| f.pointer.clone()).collect();
+                let analysis = model::analyse(&raw);
+                let mut semantic = analysis.findings;
+                // Backends and keyfiles too: SPEC §2.3 reports all three layers together.
+                if let Some(p) = &analysis.profile {
+                    semantic_fs_checks(&raw, p, resolver, self_name, &mut semantic);
+                }
                 findings.extend(
-                    model::analyse(&raw)
-                        .findings
+                    semantic
                         .into_iter()
                         .filter(|f| !flagged.contains(&f.pointer)),
                 );
