@@ -7,6 +7,8 @@
     reason = "each test binary uses its own subset of the fixture"
 )]
 
+pub mod server;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
