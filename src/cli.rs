@@ -24,8 +24,12 @@ pub enum Command {
     /// Create, inspect, validate and delete profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Ask a profile one question (streams the answer; `served by …` on stderr).
+    Chat(ChatArgs),
     /// Replay a failure trace through the engine in virtual time (no network, no credentials).
     Simulate(SimulateArgs),
+    /// Statistics, circuits and cooldowns from the shared engine state.
+    Stats(StatsArgs),
 }
 
 /// Which part of the statistics to show.

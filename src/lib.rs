@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod profile;
 pub mod provider;
 pub mod redact;
+pub mod shell;
 pub mod simulate;
 pub mod state_file;
 pub mod timefmt;

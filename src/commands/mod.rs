@@ -9,8 +9,10 @@ use std::io::{self, Write};
 use crate::cli::{Cli, Command};
 use crate::profile::store::{Store, StoreError};
 
+pub mod chat;
 pub mod profile;
 pub mod simulate;
+pub mod stats;
 
 /// Exit codes of SPEC §8.2.
 pub mod exit {
@@ -102,5 +104,7 @@ pub fn run(cli: Cli, io: &mut Streams<'_>) -> Result<u8, CmdError> {
     match cli.command {
         Command::Profile(cmd) => profile::run(cmd, &store()?, io),
         Command::Simulate(args) => simulate::run(&args, &store()?, io),
+        Command::Chat(args) => chat::run(&args, &store()?, io),
+        Command::Stats(args) => stats::run(&args, &store()?, io),
     }
 }

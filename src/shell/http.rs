@@ -1,0 +1,689 @@
+//! The HTTP executor: carries out the engine's `Send` and `RefreshToken` orders against real
+//! providers and reports each attempt as a SPEC §4 outcome. It is the network half of the one
+//! loop ([`crate::driver::drive`]); `simulate` is the scripted half.
+//!
+//! Owns: turning an HTTP exchange into an [`Outcome`] (class, status, `Retry-After`, provider
+//! code and message, usage, latency, output delivered) and delivering text to the caller per
+//! `mid_stream` (SPEC §5.8). Must not: retry, wait or choose a backend (the engine does).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::credentials::{self, Secret};
+use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage};
+use super::sse::SseDecoder;
+use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
+use crate::driver::Executor;
+use crate::engine::plan::MidStream;
+use crate::engine::{Action, Class, Outcome, RequestId, classify_status};
+use crate::profile::resolve::ResolvedBackend;
+use crate::profile::settings::Streaming;
+use crate::redact::redact;
+
+/// Where answer text goes as it arrives.
+pub trait AnswerSink {
+    /// Answer text to show now.
+    fn text(&mut self, text: &str);
+    /// A one-line notice for the user (stderr).
+    fn notice(&mut self, line: &str);
+}
+
+/// The current Unix time in milliseconds: the engine's clock in the shell (SPEC §5.9).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Rough token estimate when a provider sends no usage: characters / 4 (SPEC §5.8).
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// One attempt as the caller reports it (`--json` attempts, SPEC §8.1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptInfo {
+    /// Backend profile.
+    pub backend: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Class.
+    pub class: &'static str,
+    /// Status, for classes that come from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Latency (ms).
+    pub latency_ms: u64,
+}
+
+/// The delivered answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The complete answer text.
+    pub text: String,
+    /// Reasoning text, if any.
+    pub reasoning: Option<String>,
+    /// Reasoning signature, if any.
+    pub signature: Option<String>,
+    /// Finish reason.
+    pub finish_reason: Option<String>,
+    /// Usage (estimated when the provider sent none).
+    pub usage: Usage,
+}
+
+/// The executor for one conversation turn.
+pub struct HttpExec<'a> {
+    root: std::path::PathBuf,
+    backends: &'a [ResolvedBackend],
+    turns: &'a [Turn],
+    system: Option<&'a str>,
+    mode: MidStream,
+    sink: &'a mut dyn AnswerSink,
+    cancel: Arc<AtomicBool>,
+    getenv: &'a dyn Fn(&str) -> Option<String>,
+    /// Text already delivered to the caller by an interrupted attempt (`continue`).
+    partial: String,
+    /// Whether an earlier attempt showed text that a restart will repeat.
+    shown_before: Option<(u64, String)>,
+    /// The last successful attempt's answer.
+    last: Answer,
+    /// Every attempt, as reported.
+    pub attempts: Vec<AttemptInfo>,
+    /// Malformed stream events skipped.
+    pub malformed: u64,
+}
+
+impl<'a> HttpExec<'a> {
+    /// An executor for one turn of `turns` on these backends.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor for the whole turn's context"
+    )]
+    pub fn new(
+        root: std::path::PathBuf,
+        backends: &'a [ResolvedBackend],
+        turns: &'a [Turn],
+        system: Option<&'a str>,
+        mode: MidStream,
+        sink: &'a mut dyn AnswerSink,
+        cancel: Arc<AtomicBool>,
+        getenv: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Self {
+        HttpExec {
+            root,
+            backends,
+            turns,
+            system,
+            mode,
+            sink,
+            cancel,
+            getenv,
+            partial: String::new(),
+            shown_before: None,
+            last: Answer::default(),
+            attempts: Vec::new(),
+            malformed: 0,
+        }
+    }
+
+    /// The delivered answer (after `Deliver`), the `continue` prefix included.
+    pub fn answer(&self) -> Answer {
+        let mut a = self.last.clone();
+        if !self.partial.is_empty() {
+            a.text = format!("{}{}", self.partial, a.text);
+        }
+        a
+    }
+
+    fn credential(&self, b: &ResolvedBackend, bucket: &str) -> Result<Option<Secret>, String> {
+        credentials::resolve(
+            &self.root,
+            b.profile.provider_info(),
+            bucket,
+            b.profile.settings.auth_keyfile.as_deref(),
+            b.profile.settings.auth_key.as_deref(),
+            self.getenv,
+        )
+    }
+
+    fn attempt(&mut self, b: &ResolvedBackend, bucket: &str, prefill: bool) -> Outcome {
+        let secret = match self.credential(b, bucket) {
+            Ok(s) => s,
+            Err(e) => {
+                // No usable credential: the provider would answer 401; the engine decides.
+                let mut o = Outcome::of(Class::Auth);
+                o.message = Some(e);
+                return o;
+            }
+        };
+        let credential = match &secret {
+            Some(s) if s.oauth => Credential::OAuth(s.expose()),
+            Some(s) => Credential::ApiKey(s.expose()),
+            None => Credential::None,
+        };
+        let info = b.profile.provider_info();
+        let base = b
+            .profile
+            .settings
+            .base_url
+            .clone()
+            .unwrap_or_else(|| info.base_url.to_string());
+        let base = base.trim_end_matches('/');
+        let settings = &b.settings.settings;
+        let target = Target {
+            protocol: info.protocol,
+            provider: info.name,
+            base_url: base,
+            model: &b.profile.model,
+            model_params: &b.profile.model_params,
+            settings,
+            credential,
+        };
+        // SPEC §5.8: trailing whitespace is cut from the prefill and restored in the output.
+        let prefill_text = prefill
+            .then(|| self.partial.trim_end().to_string())
+            .filter(|p| !p.is_empty());
+        let conversation = Conversation {
+            system: self.system,
+            turns: self.turns,
+            prefill: prefill_text.as_deref(),
+        };
+        let stream = settings.streaming != Some(Streaming::Disabled);
+        let req = protocol::build_request(&target, &conversation, stream);
+        let deadlines = Deadlines {
+            connect_ms: b.settings.connect_timeout_ms,
+            first_byte_ms: b.settings.first_byte_timeout_ms,
+            idle_ms: b.settings.stream_idle_timeout_ms,
+        };
+        if let Some((tokens, from)) = self.shown_before.take()
+            && self.mode == MidStream::Restart
+        {
+            self.sink.notice(&format!(
+                "[interrupted after {tokens} tokens on {from}; restarting on {}]",
+                b.name
+            ));
+        }
+        let mut att = transport::start(req, deadlines, !stream, self.cancel.clone());
+        let prompt_estimate = self
+            .turns
+            .iter()
+            .map(|t| estimate_tokens(&t.text))
+            .sum::<u64>();
+        let first = att.next_msg();
+        let (status, headers) = match first {
+            Msg::Head { status, headers } => (status, headers),
+            Msg::Fail(e) => return transport_outcome(&e, 0, att.elapsed_ms()),
+            Msg::Data(_) | Msg::End => {
+                return transport_outcome(&TransportError::Reset, 0, att.elapsed_ms());
+            }
+        };
+        if !(200..300).contains(&status) {
+            return Self::error_outcome(&mut att, info.protocol, status, &headers);
+        }
+        if !stream {
+            let mut body = Vec::new();
+            loop {
+                match att.next_msg() {
+                    Msg::Data(d) => {
+                        body.extend_from_slice(&d);
+                        if body.len() > MAX_BODY {
+                            let mut o = Outcome::of(Class::Server);
+                            o.status = Some(status);
+                            o.message = Some(format!("response body over {MAX_BODY} bytes"));
+                            return o;
+                        }
+                    }
+                    Msg::End => break,
+                    Msg::Fail(e) => return transport_outcome(&e, 0, att.elapsed_ms()),
+                    Msg::Head { .. } => {}
+                }
+            }
+            return match protocol::parse_response(info.protocol, &body) {
+                Ok(r) if r.refusal.is_some() => {
+                    let mut o = Outcome::of(Class::ContentFilter);
+                    o.status = Some(status);
+                    o.message = r.refusal;
+                    o
+                }
+                Ok(r) if r.finish_reason.is_some() => {
+                    if prefill_text.is_none() {
+                        self.partial.clear();
+                    }
+                    self.sink.text(&r.text);
+                    let usage = r.usage.unwrap_or(Usage {
+                        prompt_tokens: prompt_estimate,
+                        completion_tokens: estimate_tokens(&r.text),
+                    });
+                    self.last = Answer {
+                        text: r.text,
+                        reasoning: r.reasoning,
+                        signature: r.signature,
+                        finish_reason: r.finish_reason,
+                        usage,
+                    };
+                    success(status, usage, att.elapsed_ms())
+                }
+                Ok(_) | Err(_) => {
+                    let mut o = Outcome::of(Class::Interrupted);
+                    o.message = Some("the response body is incomplete".into());
+                    o.latency_ms = att.elapsed_ms();
+                    o
+                }
+            };
+        }
+        self.read_stream(&mut att, b, status, prompt_estimate, prefill_text.is_some())
+    }
+
+    fn error_outcome(
+        att: &mut transport::Attempt,
+        proto: crate::provider::Protocol,
+        status: u16,
+        headers: &[(String, String)],
+    ) -> Outcome {
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match att.next_msg() {
+                Msg::Data(d) => body.extend_from_slice(&d),
+                _ => break,
+            }
+        }
+        body.truncate(MAX_ERROR_BODY);
+        let err = protocol::parse_error(proto, status, &body);
+        let class = classify_status(status, err.code.as_deref(), Some(&err.message));
+        let mut o = Outcome::of(class);
+        o.status = Some(status);
+        o.retry_after_ms = retry_after(headers, now_ms()).or(err.retry_after_ms);
+        o.code = err.code;
+        o.message = Some(err.message);
+        o.latency_ms = att.elapsed_ms();
+        o
+    }
+
+    fn read_stream(
+        &mut self,
+        att: &mut transport::Attempt,
+        b: &ResolvedBackend,
+        status: u16,
+        prompt_estimate: u64,
+        continuing: bool,
+    ) -> Outcome {
+        let mut sse = SseDecoder::default();
+        let mut dec = protocol::decoder(b.profile.provider_info().protocol);
+        let mut text = String::new();
+        let mut reasoning = String::new();
+        let mut signature = None;
+        let mut usage: Option<Usage> = None;
+        let mut finish: Option<String> = None;
+        let buffered = self.mode == MidStream::Buffer;
+        let show_reasoning = b
+            .settings
+            .settings
+            .reasoning_include_in_response
+            .unwrap_or(true);
+        let _ = show_reasoning;
+        loop {
+            let msg = att.next_msg();
+            let (events, ended, failure) = match msg {
+                Msg::Data(d) => match sse.feed(&d) {
+                    Ok(ev) => (ev, false, None),
+                    Err(e) => (Vec::new(), true, Some(TransportError::Other(e.to_string()))),
+                },
+                Msg::End => (sse.finish(), true, None),
+                Msg::Fail(e) => (Vec::new(), true, Some(e)),
+                Msg::Head { .. } => (Vec::new(), false, None),
+            };
+            for ev in &events {
+                let Ok(chunks) = dec.on_event(ev) else {
+                    self.malformed += 1; // SPEC §5.8: skipped and counted, not fatal
+                    continue;
+                };
+                for c in chunks {
+                    match c {
+                        Chunk::Text(t) => {
+                            if !buffered {
+                                self.sink.text(&t);
+                            }
+                            text.push_str(&t);
+                        }
+                        Chunk::Reasoning(r) => reasoning.push_str(&r),
+                        Chunk::Signature(s) => signature = Some(s),
+                        Chunk::Usage(u) => usage = Some(u),
+                        Chunk::Finish(r) => finish = Some(r),
+                        Chunk::Refusal(r) if text.is_empty() => {
+                            let mut o = Outcome::of(Class::ContentFilter);
+                            o.status = Some(status);
+                            o.message = Some(r);
+                            o.latency_ms = att.elapsed_ms();
+                            return o;
+                        }
+                        Chunk::Refusal(_) => finish = Some("content_filter".into()),
+                        Chunk::Error(e) if text.is_empty() => {
+                            // SPEC §4: an error inside a 200 before any output is classified by
+                            // its type as if it were that status.
+                            let mut o = Outcome::of(classify_status(
+                                e.status,
+                                e.code.as_deref(),
+                                Some(&e.message),
+                            ));
+                            o.status = Some(e.status);
+                            o.code = e.code;
+                            o.message = Some(e.message);
+                            o.retry_after_ms = e.retry_after_ms;
+                            o.latency_ms = att.elapsed_ms();
+                            return o;
+                        }
+                        Chunk::Error(e) => {
+                            return self.interrupted(
+                                &text,
+                                &b.name,
+                                Some(e.message),
+                                att.elapsed_ms(),
+                                buffered,
+                            );
+                        }
+                    }
+                }
+            }
+            if finish.is_some()
+                && (ended
+                    || matches!(
+                        b.profile.provider_info().protocol,
+                        crate::provider::Protocol::Messages | crate::provider::Protocol::Gemini
+                    ))
+            {
+                break;
+            }
+            if ended {
+                if finish.is_some() {
+                    break;
+                }
+                if text.is_empty() && failure.is_some() {
+                    let e = failure.unwrap_or(TransportError::Reset);
+                    return match e {
+                        TransportError::IdleTimeout => self.interrupted(
+                            &text,
+                            &b.name,
+                            Some("the stream stalled".into()),
+                            att.elapsed_ms(),
+                            buffered,
+                        ),
+                        other => transport_outcome(&other, 0, att.elapsed_ms()),
+                    };
+                }
+                let why = match failure {
+                    Some(TransportError::IdleTimeout) => "the stream stalled",
+                    Some(_) => "the connection broke",
+                    None => "the stream ended without its finish signal",
+                };
+                return self.interrupted(
+                    &text,
+                    &b.name,
+                    Some(why.into()),
+                    att.elapsed_ms(),
+                    buffered,
+                );
+            }
+        }
+        if buffered {
+            self.sink.text(&text);
+        }
+        if !continuing {
+            self.partial.clear();
+        }
+        let usage = usage.unwrap_or(Usage {
+            prompt_tokens: prompt_estimate,
+            completion_tokens: estimate_tokens(&text),
+        });
+        self.last = Answer {
+            text,
+            reasoning: (!reasoning.is_empty()).then_some(reasoning),
+            signature,
+            finish_reason: finish,
+            usage,
+        };
+        success(status, usage, att.elapsed_ms())
+    }
+
+    fn interrupted(
+        &mut self,
+        text: &str,
+        backend: &str,
+        message: Option<String>,
+        latency_ms: u64,
+        buffered: bool,
+    ) -> Outcome {
+        let delivered = if buffered { 0 } else { estimate_tokens(text) };
+        if !buffered && !text.is_empty() {
+            match self.mode {
+                MidStream::Continue => self.partial.push_str(text),
+                _ => self.shown_before = Some((delivered, backend.to_string())),
+            }
+        }
+        let mut o = Outcome::of(Class::Interrupted);
+        o.message = message;
+        o.delivered_tokens = delivered;
+        o.latency_ms = latency_ms;
+        o
+    }
+}
+
+fn success(status: u16, usage: Usage, latency_ms: u64) -> Outcome {
+    let mut o = Outcome::of(Class::Success);
+    o.status = Some(status);
+    o.tokens = usage.total();
+    o.latency_ms = latency_ms;
+    o
+}
+
+fn transport_outcome(e: &TransportError, delivered: u64, latency_ms: u64) -> Outcome {
+    let (class, msg) = match e {
+        TransportError::ConnectTimeout => (Class::Timeout, "connect timeout"),
+        TransportError::FirstByteTimeout => {
+            (Class::Timeout, "no response before first_byte_timeout_ms")
+        }
+        TransportError::IdleTimeout => (Class::Interrupted, "the stream stalled"),
+        TransportError::Refused => (Class::Network, "connection refused"),
+        TransportError::Reset => (
+            Class::Network,
+            "connection reset or closed before a response",
+        ),
+        TransportError::Dns => (Class::Network, "DNS lookup failed"),
+        TransportError::Tls => (Class::Network, "TLS failure"),
+        TransportError::Cancelled => (Class::Network, "cancelled"),
+        TransportError::Other(_) => (Class::Network, "transport error"),
+    };
+    let mut o = Outcome::of(class);
+    o.message = Some(match e {
+        TransportError::Other(m) => format!("{msg}: {}", m.chars().take(200).collect::<String>()),
+        _ => msg.to_string(),
+    });
+    o.delivered_tokens = delivered;
+    o.latency_ms = latency_ms;
+    o
+}
+
+/// `Retry-After` in milliseconds from response headers: `retry-after-ms`, then `retry-after`
+/// as seconds (fractions allowed) or an HTTP date (SPEC §4).
+pub fn retry_after(headers: &[(String, String)], now_ms: u64) -> Option<u64> {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if let Some(ms) = get("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    {
+        return Some(ms as u64);
+    }
+    let v = get("retry-after")?;
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64);
+    }
+    http_date_ms(v).map(|t| t.saturating_sub(now_ms))
+}
+
+/// Parses an IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`) to Unix milliseconds.
+pub fn http_date_ms(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == mon)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || year < 1970 {
+        return None;
+    }
+    // Days from civil date (Howard Hinnant's algorithm).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + m * 60 + sec) * 1000)
+}
+
+impl Executor for HttpExec<'_> {
+    fn send(
+        &mut self,
+        _now: u64,
+        _request: RequestId,
+        backend: &str,
+        bucket: &str,
+        prefill: bool,
+    ) -> (u64, Outcome) {
+        let Some(b) = self.backends.iter().find(|b| b.name == backend) else {
+            let mut o = Outcome::of(Class::Client);
+            o.message = Some(format!("internal error: unknown backend {backend}"));
+            return (now_ms(), o);
+        };
+        let mut o = self.attempt(b, bucket, prefill);
+        if let Some(m) = &o.message {
+            // Provider messages may echo a key back: never let one through (SPEC §7).
+            o.message = Some(scrub(m));
+        }
+        (now_ms(), o)
+    }
+
+    fn refresh(
+        &mut self,
+        _now: u64,
+        _request: RequestId,
+        _backend: &str,
+        _bucket: &str,
+    ) -> (u64, bool) {
+        // OAuth refresh arrives with bucket credentials (accounts issue); until then a refresh
+        // cannot succeed, so the engine advances to the next bucket.
+        (now_ms(), false)
+    }
+
+    fn wait_until(&mut self, _now: u64, until: u64) -> Option<u64> {
+        loop {
+            let now = now_ms();
+            if now >= until {
+                return Some(now);
+            }
+            if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis((until - now).min(100)));
+        }
+    }
+
+    fn observe(&mut self, _now: u64, _request: RequestId, actions: &[Action]) {
+        for a in actions {
+            if let Action::AttemptEnded {
+                backend,
+                bucket,
+                class,
+                status,
+                latency_ms,
+                ..
+            } = a
+            {
+                self.attempts.push(AttemptInfo {
+                    backend: backend.clone(),
+                    bucket: bucket.clone(),
+                    class: class.as_str(),
+                    status: *status,
+                    latency_ms: *latency_ms,
+                });
+            }
+        }
+    }
+}
+
+/// Replaces anything that looks like a key or token in a provider message with its redacted
+/// form (SPEC §7).
+pub fn scrub(message: &str) -> String {
+    message
+        .split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
+        .map(|w| {
+            let core = w
+                .trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',');
+            let looks_secret = core.len() >= 20
+                && (core.starts_with("sk-")
+                    || core.starts_with("AIza")
+                    || core.starts_with("ya29.")
+                    || core.starts_with("Bearer"))
+                || (core.len() >= 32
+                    && core
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            if looks_secret {
+                w.replacen(core, &redact(core), 1)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_ms_seconds_and_dates() {
+        let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert_eq!(retry_after(&h("retry-after-ms", "1500"), 0), Some(1500));
+        assert_eq!(retry_after(&h("Retry-After", "2"), 0), Some(2000));
+        assert_eq!(retry_after(&h("retry-after", "0.5"), 0), Some(500));
+        let t = http_date_ms("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(t, 1_445_412_480_000);
+        assert_eq!(
+            retry_after(&h("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT"), t - 3000),
+            Some(3000)
+        );
+        assert_eq!(retry_after(&h("retry-after", "soon"), 0), None);
+        assert_eq!(retry_after(&h("retry-after", "-1"), 0), None);
+    }
+
+    #[test]
+    fn scrub_hides_keys_in_messages() {
+        let m =
+            scrub("Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz123456. See docs");
+        assert!(!m.contains("abcdefghijklmnop"), "{m}");
+        assert!(m.contains("Incorrect API key provided"), "{m}");
+    }
+}

@@ -1,0 +1,511 @@
+//! `llxprt chat` end to end (SPEC §4, §5, §6, §8.1): the real binary, a load-balancer profile,
+//! and loopback servers answering with scripted faults over real sockets. Each test asserts
+//! the answer, the attempts (from `--json`) and the exit code; no truncated answer exits 0.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::Cli;
+use support::server::{
+    Reply, Server, SseOut, anthropic_error, anthropic_stream, anthropic_stream_error,
+    gemini_stream, openai_error, openai_stream, openai_stream_error, refused_url,
+};
+
+const KEY: &str = "sk-test-e2e-0123456789abcdefghij";
+
+/// A model profile named `name` for `provider` at `base`, with a private keyfile.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "call sites read best with an inline json! value"
+)]
+fn model(cli: &Cli, name: &str, provider: &str, base: &str, extra: Value) -> Value {
+    let keyfile = cli.user_home().join(format!("{name}.key"));
+    std::fs::write(&keyfile, KEY).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut settings = json!({"auth-keyfile": keyfile.to_str().unwrap(), "base-url": base});
+    for (k, v) in extra.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    let p = json!({"version": 1, "provider": provider, "model": format!("{name}-model"), "ephemeralSettings": settings});
+    cli.write_profile_json(name, &p);
+    p
+}
+
+fn openai_base(s: &Server) -> String {
+    format!("{}/v1", s.url())
+}
+
+/// A failover load balancer `lb` over primary `a` and backup `b`, both OpenAI-compatible.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "call sites read best with an inline json! value"
+)]
+fn pair(cli: &Cli, a: &Server, b: &Server, lb_settings: Value) {
+    model(
+        cli,
+        "a",
+        "openai",
+        &openai_base(a),
+        json!({"context-limit": 1000}),
+    );
+    model(
+        cli,
+        "b",
+        "openai",
+        &openai_base(b),
+        json!({"context-limit": 2000}),
+    );
+    cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"], "ephemeralSettings": lb_settings}));
+}
+
+fn ok_stream(text: &[&str]) -> Reply {
+    Reply::sse(openai_stream(text, Some("stop"), true, Some((5, 3))))
+}
+
+fn chat_json(cli: &Cli, extra: &[&str]) -> (i32, Value, String) {
+    let mut args = vec!["chat", "--profile", "lb", "--json"];
+    args.extend_from_slice(extra);
+    args.push("hello?");
+    let out = cli.run(&args);
+    let v: Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+    (out.code, v, out.stderr)
+}
+
+fn attempts(v: &Value) -> Vec<String> {
+    v["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let status = a.get("status").map(|s| format!(" {s}")).unwrap_or_default();
+            format!(
+                "{}/{} {}{status}",
+                a["backend"].as_str().unwrap(),
+                a["bucket"].as_str().unwrap(),
+                a["class"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_healthy_stream_is_answered_with_the_served_by_line() {
+    let a = Server::start(vec![ok_stream(&["Hel", "lo!"])]);
+    let b = Server::start(vec![ok_stream(&["unused"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let out = cli.run(&["chat", "--profile", "lb", "hello?"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "Hello!\n");
+    assert!(
+        out.stderr.contains("served by a/default (openai a-model,"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("8 tokens)"), "{}", out.stderr);
+    let req = &a.requests()[0];
+    assert_eq!(req.path, "/v1/chat/completions");
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(req.body["messages"][0]["content"], "hello?");
+    assert!(!out.all().contains(KEY), "the key never appears in output");
+    let (code, v, _) = chat_json(&cli, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(v["answer"], "Hello!");
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8})
+    );
+    assert_eq!(v["finish_reason"], "stop");
+    assert_eq!(attempts(&v), ["a/default success 200"]);
+}
+
+#[test]
+fn rate_limits_with_and_without_retry_after_fail_over() {
+    for reply in [
+        openai_error(429, "rate_limit_exceeded", None, "slow down"),
+        openai_error(429, "rate_limit_exceeded", None, "slow down").header("retry-after", "30"),
+    ] {
+        let a = Server::start(vec![reply]);
+        let b = Server::start(vec![ok_stream(&["from b"])]);
+        let cli = Cli::new();
+        pair(&cli, &a, &b, json!({}));
+        let (code, v, _) = chat_json(&cli, &[]);
+        assert_eq!(code, 0);
+        assert_eq!(v["answer"], "from b");
+        assert_eq!(
+            attempts(&v),
+            ["a/default rate_limit 429", "b/default success 200"]
+        );
+    }
+}
+
+#[test]
+fn a_short_retry_after_is_waited_out_on_the_same_bucket() {
+    let a = Server::start(vec![
+        openai_error(429, "rate_limit_exceeded", None, "wait").header("retry-after-ms", "200"),
+        ok_stream(&["later"]),
+    ]);
+    let b = Server::start(vec![ok_stream(&["b"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({"retry_after_max_ms": 1000}));
+    let (code, v, _) = chat_json(&cli, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        attempts(&v),
+        ["a/default rate_limit 429", "a/default success 200"]
+    );
+    assert_eq!(v["answer"], "later");
+}
+
+#[test]
+fn quota_auth_and_forbidden_end_the_chain_and_fail_unless_listed() {
+    for (reply, class, status) in [
+        (openai_error(402, "billing", None, "pay"), "quota", 402),
+        (
+            openai_error(401, "invalid_api_key", Some("invalid_api_key"), "bad key"),
+            "auth",
+            401,
+        ),
+        (openai_error(403, "forbidden", None, "no"), "forbidden", 403),
+    ] {
+        let a = Server::start(vec![reply]);
+        let b = Server::start(vec![ok_stream(&["b"])]);
+        let cli = Cli::new();
+        pair(&cli, &a, &b, json!({}));
+        let (code, v, _) = chat_json(&cli, &[]);
+        assert_eq!(code, 1, "{class}: not in failover_status_codes");
+        assert_eq!(attempts(&v), [format!("a/default {class} {status}")]);
+        assert!(v.get("answer").is_none());
+        // Listed, it fails over.
+        let cli = Cli::new();
+        pair(&cli, &a, &b, json!({"failover_status_codes": [status]}));
+        let (code, v, _) = chat_json(&cli, &[]);
+        assert_eq!(code, 0);
+        assert_eq!(v["backend"], "b");
+    }
+}
+
+#[test]
+fn server_errors_are_retried_then_fail_over() {
+    let a = Server::start(vec![
+        openai_error(500, "server_error", None, "boom"),
+        openai_error(503, "overloaded", None, "busy"),
+    ]);
+    let b = Server::start(vec![ok_stream(&["b"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({"failover_retry_count": 1}));
+    let (code, v, _) = chat_json(&cli, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        attempts(&v),
+        [
+            "a/default server 500",
+            "a/default server 503",
+            "b/default success 200"
+        ]
+    );
+}
+
+#[test]
+fn anthropic_529_and_an_overloaded_event_inside_a_200_fail_over() {
+    for reply in [
+        anthropic_error("overloaded_error", "Overloaded"),
+        Reply::sse(vec![anthropic_stream_error(
+            "overloaded_error",
+            "Overloaded",
+        )]),
+    ] {
+        let a = Server::start(vec![reply]);
+        let b = Server::start(vec![ok_stream(&["b"])]);
+        let cli = Cli::new();
+        model(&cli, "a", "anthropic", &a.url(), json!({}));
+        model(&cli, "b", "openai", &openai_base(&b), json!({}));
+        cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"], "ephemeralSettings": {"failover_retry_count": 0}}));
+        let (code, v, _) = chat_json(&cli, &[]);
+        assert_eq!(code, 0);
+        assert_eq!(
+            attempts(&v),
+            ["a/default server 529", "b/default success 200"]
+        );
+        let req = &a.requests()[0];
+        assert_eq!(req.path, "/v1/messages");
+        assert_eq!(req.header("x-api-key"), Some(KEY));
+        assert_eq!(req.header("anthropic-version"), Some("2023-06-01"));
+    }
+}
+
+#[test]
+fn transport_failures_fail_over() {
+    let b = Server::start(vec![ok_stream(&["b"])]);
+    for (base, class) in [
+        (format!("{}/v1", refused_url()), "network"),
+        ("reset".to_string(), "network"),
+        ("close".to_string(), "network"),
+        ("silent".to_string(), "timeout"),
+    ] {
+        let holder;
+        let base = match base.as_str() {
+            "reset" => {
+                holder = Server::start(vec![Reply::reset()]);
+                openai_base(&holder)
+            }
+            "close" => {
+                holder = Server::start(vec![Reply::close_before_headers()]);
+                openai_base(&holder)
+            }
+            "silent" => {
+                holder = Server::start(vec![Reply::no_response(5000)]);
+                openai_base(&holder)
+            }
+            _ => base,
+        };
+        let cli = Cli::new();
+        model(
+            &cli,
+            "a",
+            "openai",
+            &base,
+            json!({"first_byte_timeout_ms": 300}),
+        );
+        model(&cli, "b", "openai", &openai_base(&b), json!({}));
+        cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"], "ephemeralSettings": {"failover_retry_count": 0}}));
+        let (code, v, _) = chat_json(&cli, &[]);
+        assert_eq!(code, 0, "{class}");
+        assert_eq!(
+            attempts(&v),
+            [
+                format!("a/default {class}"),
+                "b/default success 200".to_string()
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_slow_first_token_within_the_deadline_is_fine() {
+    let a = Server::start(vec![Reply::sse(
+        openai_stream(&["slow", " but fine"], Some("stop"), true, None)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| if i == 0 { e.after(300) } else { e })
+            .collect(),
+    )]);
+    let b = Server::start(vec![ok_stream(&["b"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let (code, v, _) = chat_json(&cli, &["--set", "first_byte_timeout_ms=2000"]);
+    assert_eq!(code, 0);
+    assert_eq!(v["answer"], "slow but fine");
+    assert!(
+        v["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "estimated when the server sends none"
+    );
+}
+
+#[test]
+fn a_cut_or_stalled_stream_restarts_on_the_next_backend_and_never_exits_0_truncated() {
+    for reply in [
+        Reply::cut_after(2, ok_stream(&["par", "tial", " more"])),
+        Reply::stall_after(2, 3000, ok_stream(&["par", "tial", " more"])),
+        Reply::sse(openai_stream(&["par", "tial"], None, false, None)),
+    ] {
+        let a = Server::start(vec![reply]);
+        let b = Server::start(vec![ok_stream(&["whole answer"])]);
+        let cli = Cli::new();
+        pair(&cli, &a, &b, json!({"failover_retry_count": 0}));
+        let (code, v, _) = chat_json(&cli, &["--set", "stream_idle_timeout_ms=300"]);
+        assert_eq!(code, 0);
+        assert_eq!(v["answer"], "whole answer", "only the complete answer");
+        assert_eq!(
+            attempts(&v),
+            ["a/default interrupted", "b/default success 200"]
+        );
+    }
+    // The only backend cuts: the request fails, exit 1, no answer.
+    let a = Server::start(vec![Reply::cut_after(
+        2,
+        ok_stream(&["par", "tial", " more"]),
+    )]);
+    let cli = Cli::new();
+    model(&cli, "solo", "openai", &openai_base(&a), json!({}));
+    let out = cli.run(&[
+        "chat",
+        "--profile",
+        "solo",
+        "--set",
+        "failover_retry_count=0",
+        "hi",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+}
+
+#[test]
+fn malformed_events_are_skipped_and_a_finish_without_done_completes() {
+    let mut events = vec![SseOut::raw("data: {not json\n\n")];
+    events.extend(openai_stream(&["fine"], Some("stop"), false, None));
+    let a = Server::start(vec![Reply::sse(events)]);
+    let b = Server::start(vec![ok_stream(&["b"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let (code, v, stderr) = chat_json(&cli, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(v["answer"], "fine");
+    assert!(
+        stderr.contains("1 malformed stream event skipped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn context_length_moves_to_a_larger_window_and_content_filter_fails() {
+    let a = Server::start(vec![openai_error(
+        400,
+        "invalid_request_error",
+        Some("context_length_exceeded"),
+        "too long",
+    )]);
+    let b = Server::start(vec![ok_stream(&["big window"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let (code, v, _) = chat_json(&cli, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        attempts(&v),
+        ["a/default context_length 400", "b/default success 200"]
+    );
+
+    let a = Server::start(vec![openai_error(
+        400,
+        "invalid_request_error",
+        Some("content_policy_violation"),
+        "refused",
+    )]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let (code, v, _) = chat_json(&cli, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(attempts(&v), ["a/default content_filter 400"]);
+    assert!(v["error"].as_str().unwrap().contains("refused"), "{v}");
+}
+
+#[test]
+fn an_openai_error_chunk_before_output_is_classified_by_its_type() {
+    let a = Server::start(vec![Reply::sse(vec![openai_stream_error(
+        "rate_limit_exceeded",
+        Some("rate_limit_exceeded"),
+        "slow",
+    )])]);
+    let b = Server::start(vec![ok_stream(&["b"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let (code, v, _) = chat_json(&cli, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        attempts(&v),
+        ["a/default rate_limit 429", "b/default success 200"]
+    );
+}
+
+#[test]
+fn gemini_streams_are_read_to_their_finish_reason() {
+    let a = Server::start(vec![Reply::sse(gemini_stream(&["Gem", "ini"], true))]);
+    let cli = Cli::new();
+    model(&cli, "g", "gemini", &a.url(), json!({}));
+    let out = cli.run(&["chat", "--profile", "g", "--json", "hi"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["answer"], "Gemini");
+    let req = &a.requests()[0];
+    assert!(
+        req.path
+            .starts_with("/v1beta/models/g-model:streamGenerateContent"),
+        "{}",
+        req.path
+    );
+    assert_eq!(req.header("x-goog-api-key"), Some(KEY));
+    // Without a finish reason the stream is truncated: exit 1.
+    let a = Server::start(vec![Reply::sse(gemini_stream(&["Gem"], false))]);
+    let cli = Cli::new();
+    model(&cli, "g", "gemini", &a.url(), json!({}));
+    let out = cli.run(&[
+        "chat",
+        "--profile",
+        "g",
+        "--set",
+        "failover_retry_count=0",
+        "hi",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.all());
+}
+
+#[test]
+fn anthropic_streams_end_at_message_stop() {
+    let a = Server::start(vec![Reply::sse(anthropic_stream(&["Clau", "de"], true))]);
+    let cli = Cli::new();
+    model(&cli, "c", "anthropic", &a.url(), json!({}));
+    let out = cli.run(&["chat", "--profile", "c", "hi"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "Claude\n");
+}
+
+#[test]
+fn a_missing_profile_or_default_exits_3_with_advice() {
+    let cli = Cli::new();
+    let out = cli.run(&["chat", "hi"]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains("help: create one with llxprt profile save model"),
+        "{}",
+        out.stderr
+    );
+    let out = cli.run(&["chat", "--profile", "nope", "hi"]);
+    assert_eq!(out.code, 3);
+    cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["gone1", "gone2"]}));
+    let out = cli.run(&["chat", "--profile", "lb", "hi"]);
+    assert_eq!(
+        out.code, 3,
+        "a load balancer whose backends are gone never runs"
+    );
+    assert!(out.stderr.contains("lb.json"), "{}", out.stderr);
+}
+
+#[test]
+fn eight_concurrent_processes_share_one_round_robin_cursor() {
+    let servers: Vec<Server> = (0..4)
+        .map(|_| Server::start(vec![ok_stream(&["ok"])]))
+        .collect();
+    let cli = Cli::new();
+    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+    for (n, s) in names.iter().zip(&servers) {
+        model(&cli, n, "openai", &openai_base(s), json!({}));
+    }
+    cli.write_profile_json(
+        "rr",
+        &json!({"version": 1, "type": "loadbalancer", "policy": "roundrobin", "backends": names}),
+    );
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| cli.run(&["chat", "--profile", "rr", "hi"])))
+            .collect();
+        for h in handles {
+            let out = h.join().unwrap();
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
+    });
+    let shares: Vec<usize> = servers.iter().map(|s| s.requests().len()).collect();
+    assert_eq!(shares, [2, 2, 2, 2], "each backend served its exact share");
+    let out = cli.run(&["stats", "--profile", "rr", "--json"]);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["lb"]["requests"], 8);
+    assert_eq!(v["lb"]["cursor"], 8);
+}
