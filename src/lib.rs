@@ -12,6 +12,7 @@ pub mod engine;
 pub mod fsutil;
 pub mod profile;
 pub mod provider;
+pub mod record;
 pub mod redact;
 pub mod shell;
 pub mod simulate;
