@@ -840,3 +840,40 @@ fn spec_5_9_state_from_a_clock_that_ran_ahead_is_cut_back_on_load() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn spec_5_8_a_retry_that_could_only_carry_a_refused_prefill_fails_without_waiting() {
+    let (lines, s) = run(&json!({
+        "version": 1, "profile": "a",
+        "profiles": {"a": model("openai", &[])},
+        "settings": {"mid_stream": "continue", "failover_retry_count": 1, "failover_retry_delay_ms": 500},
+        "requests": [{"at_ms": 0}],
+        "outcomes": {"a": {"*": [{"interrupted_after_tokens": 3}]}}
+    }));
+    assert!(actions(&lines, 1, "wait_until").is_empty());
+    assert_eq!(s.requests[0].end_ms, 100);
+    assert!(
+        s.requests[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("stream interrupted after 3 tokens from a")
+    );
+}
+
+#[test]
+fn spec_5_11_a_circuit_opens_at_the_end_of_the_last_attempt_not_after_a_failed_refresh() {
+    let (lines, _) = run(&json!({
+        "version": 1, "profile": "a",
+        "profiles": {"a": {"version": 1, "provider": "anthropic", "model": "m", "auth": {"type": "oauth"},
+                           "ephemeralSettings": {"lb_circuit_breaker_threshold": 1, "lb_circuit_breaker_timeout_ms": 1000}}},
+        "settings": {"failover_status_codes": [401]},
+        "requests": [{"at_ms": 0}],
+        "outcomes": {"a": {"default": [{"status": 401}], "refresh:default": [{"status": 400, "latency_ms": 1900}]}}
+    }));
+    assert_eq!(
+        actions(&lines, 1, "circuit_opened")[0]["until_ms"],
+        1100,
+        "opened at 100, when the 401 arrived"
+    );
+}

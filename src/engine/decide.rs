@@ -118,7 +118,7 @@ impl EngineState {
                     self.requests.insert(id, req);
                 }
             }
-            Event::RequestCancelled { .. } => {
+            Event::RequestCancelled { now, .. } => {
                 // SPEC §5.1: neither success nor failure; give back a probe it holds.
                 if let Some(req) = self.requests.remove(&id)
                     && let Some(v) = &req.visit
@@ -127,7 +127,8 @@ impl EngineState {
                         .backends
                         .get_mut(&req.plan.backends[v.backend].name)
                 {
-                    st.circuit.release(id);
+                    st.circuit
+                        .release(id, *now, req.plan.settings.breaker_timeout_ms);
                 }
             }
         }
@@ -291,6 +292,7 @@ impl EngineState {
             bucket_retry_used: false,
             retries: 0,
             last_class: None,
+            last_end_ms: None,
         };
         visit.bucket = self
             .next_bucket(&plan, &visit, now)
@@ -451,6 +453,7 @@ impl EngineState {
             return Flow::Continue;
         };
         v.last_class = Some(o.class);
+        v.last_end_ms = Some(now);
         let bp = &plan.backends[v.backend];
         let bk = &bp.buckets[v.bucket];
         let status = if o.class.has_status() {
@@ -774,6 +777,23 @@ impl EngineState {
             .as_ref()
             .expect("retry_or_move() runs during a visit");
         let b = v.backend;
+        if retryable
+            && v.retries < s.retry_count
+            && s.mid_stream == MidStream::Continue
+            && req.interruption.is_some()
+            && !plan.backends[b].accepts_prefill
+        {
+            // SPEC §5.8: the retry could only be sent with a prefill this target rejects
+            // without a request; fail now rather than wait for a retry that cannot happen.
+            return self.fail(
+                req,
+                id,
+                now,
+                FailKind::Interrupted,
+                &Headline::Interrupted,
+                out,
+            );
+        }
         if retryable && v.retries < s.retry_count {
             if let Some(max) = Self::capped(req) {
                 return self.fail(
@@ -829,21 +849,29 @@ impl EngineState {
         let Some(v) = req.visit.take() else { return };
         let s = &req.plan.settings;
         let name = &req.plan.backends[v.backend].name;
+        // SPEC §5.11: the circuit moves at the end of the backend's last attempt, not when a
+        // later refresh or wait ends.
+        let at = v.last_end_ms.unwrap_or(now);
         let Some(st) = self.shared.backends.get_mut(name) else {
             return;
         };
         match s.breaker_threshold {
-            Some(threshold) => match st.circuit.record(class, id, now, threshold) {
-                CircuitMove::Opened => out.push(Action::CircuitOpened {
-                    backend: name.clone(),
-                    until_ms: now.saturating_add(s.breaker_timeout_ms),
-                }),
-                CircuitMove::Closed => out.push(Action::CircuitClosed {
-                    backend: name.clone(),
-                }),
-                CircuitMove::None => {}
-            },
-            None => st.circuit.release(id),
+            Some(threshold) => {
+                match st
+                    .circuit
+                    .record(class, id, at, threshold, s.breaker_timeout_ms)
+                {
+                    CircuitMove::Opened => out.push(Action::CircuitOpened {
+                        backend: name.clone(),
+                        until_ms: at.saturating_add(s.breaker_timeout_ms),
+                    }),
+                    CircuitMove::Closed => out.push(Action::CircuitClosed {
+                        backend: name.clone(),
+                    }),
+                    CircuitMove::None => {}
+                }
+            }
+            None => st.circuit.release(id, now, s.breaker_timeout_ms),
         }
     }
 
@@ -899,7 +927,8 @@ impl EngineState {
             } else {
                 let name = &req.plan.backends[v.backend].name;
                 if let Some(st) = self.shared.backends.get_mut(name) {
-                    st.circuit.release(id);
+                    st.circuit
+                        .release(id, now, req.plan.settings.breaker_timeout_ms);
                 }
                 req.visit = None;
             }

@@ -117,13 +117,18 @@ impl Circuit {
 
     /// Records the result of a request on this backend (the class of its last outcome there,
     /// SPEC §5.11).
+    /// `at` is the end of the request's last attempt on the backend: the circuit's time-based
+    /// moves up to then are applied first, and an opened circuit is open from then.
     pub fn record(
         &mut self,
         class: Class,
         request: RequestId,
-        now: u64,
+        at: u64,
         threshold: u32,
+        timeout: u64,
     ) -> CircuitMove {
+        self.settle(at, timeout);
+        let now = at;
         if !class.is_breaker_failure() {
             let was_closed = matches!(self, Circuit::Closed { .. });
             *self = Circuit::Closed { failures: 0 };
@@ -156,8 +161,10 @@ impl Circuit {
         }
     }
 
-    /// Gives back a probe the request holds without a result (a cancelled request).
-    pub fn release(&mut self, request: RequestId) {
+    /// Gives back a probe the request holds without a result (a cancelled request). Time
+    /// first: a probe overdue at `now` has already counted as failed (SPEC §5.6).
+    pub fn release(&mut self, request: RequestId, now: u64, timeout: u64) {
+        self.settle(now, timeout);
         if let Circuit::HalfOpen { probe: Some(p) } = *self
             && p.request == request
         {
@@ -325,6 +332,8 @@ pub struct Visit {
     pub retries: u32,
     /// Class of the last outcome on this backend.
     pub last_class: Option<Class>,
+    /// When the last attempt on this backend ended (ms): the breaker's moment (SPEC §5.11).
+    pub last_end_ms: Option<u64>,
 }
 
 /// A stream that broke after output began (`mid_stream`, SPEC §5.8).
