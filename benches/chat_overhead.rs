@@ -1,0 +1,110 @@
+//! `cargo bench --bench chat_overhead`: what llxprt adds on top of a provider (SPEC §6), with
+//! the loopback server of the tests as the provider. Prints medians:
+//! - process start-up: `llxprt --version` and `llxprt profile validate FILE`;
+//! - `llxprt chat` against the loopback server vs the same request made directly with ureq
+//!   from this process: time to first token and total, both measured by the reader of the
+//!   bytes (stdout of the child, or the response body), and their difference.
+//!
+//! No timed assertions: a reader compares the figures with the targets (start-up ≤ 5 ms;
+//! added time to first token ≤ 1 ms plus start-up).
+
+#[path = "../tests/support/server.rs"]
+mod server;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use server::{Reply, Server, SseOut, openai_stream};
+
+const RUNS: usize = 31;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_llxprt")
+}
+
+fn time_cmd(args: &[&str], home: &std::path::Path) -> f64 {
+    let start = Instant::now();
+    let out = Command::new(bin()).args(args).env("LLXPRT_HOME", home).env("NO_COLOR", "1").output().unwrap();
+    let t = start.elapsed().as_secs_f64() * 1000.0;
+    assert!(out.status.code().is_some());
+    t
+}
+
+/// The answer arrives as a first event, then the rest 20 ms later.
+fn script() -> Reply {
+    let events: Vec<SseOut> = openai_stream(&["first", " rest"], Some("stop"), true, Some((3, 2)))
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| if i == 1 { e.after(20) } else { e })
+        .collect();
+    Reply::sse(events)
+}
+
+/// (first byte, total) in ms as seen on a reader.
+fn read_timed(mut r: impl Read, start: Instant) -> (f64, f64) {
+    let mut buf = [0u8; 4096];
+    let mut first = None;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                first.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    (first.unwrap_or(f64::NAN), start.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // `cargo test --benches`: nothing to time
+    }
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(vec![script()]);
+    let profile = serde_json::json!({"version": 1, "provider": "openai", "model": "m",
+        "ephemeralSettings": {"base-url": format!("{}/v1", server.url()), "auth-key": "sk-bench-0123456789abcdef"}});
+    std::fs::create_dir_all(home.path().join("profiles")).unwrap();
+    let file = home.path().join("profiles/bench.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&profile).unwrap()).unwrap();
+
+    let version: Vec<f64> = (0..RUNS).map(|_| time_cmd(&["--version"], home.path())).collect();
+    let validate: Vec<f64> = (0..RUNS).map(|_| time_cmd(&["profile", "validate", file.to_str().unwrap()], home.path())).collect();
+    println!("start-up: llxprt --version median {:.2} ms; profile validate (one file) median {:.2} ms (target <= 5 ms)", median(version), median(validate));
+
+    let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).http_status_as_error(false).build().into();
+    let url = format!("{}/v1/chat/completions", server.url());
+    let body = serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let (mut d_first, mut d_total, mut c_first, mut c_total) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let resp = agent.post(&url).send_json(&body).unwrap();
+        let (f, t) = read_timed(resp.into_body().into_reader(), start);
+        d_first.push(f);
+        d_total.push(t);
+
+        let start = Instant::now();
+        let mut child = Command::new(bin())
+            .args(["chat", "--profile", "bench", "--set", "mid_stream=restart", "hi"])
+            .env("LLXPRT_HOME", home.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (f, t) = read_timed(child.stdout.take().unwrap(), start);
+        child.wait().unwrap();
+        c_first.push(f);
+        c_total.push(t);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (df, dt, cf, ct) = (median(d_first), median(d_total), median(c_first), median(c_total));
+    println!("direct request:  first token median {df:.2} ms, total {dt:.2} ms");
+    println!("llxprt chat:     first token median {cf:.2} ms, total {ct:.2} ms (process start-up included)");
+    println!("added by llxprt: first token {:.2} ms, total {:.2} ms", cf - df, ct - dt);
+}
