@@ -30,7 +30,12 @@ fn bin() -> &'static str {
 
 fn time_cmd(args: &[&str], home: &std::path::Path) -> f64 {
     let start = Instant::now();
-    let out = Command::new(bin()).args(args).env("LLXPRT_HOME", home).env("NO_COLOR", "1").output().unwrap();
+    let out = Command::new(bin())
+        .args(args)
+        .env("LLXPRT_HOME", home)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
     let t = start.elapsed().as_secs_f64() * 1000.0;
     assert!(out.status.code().is_some());
     t
@@ -58,7 +63,10 @@ fn read_timed(mut r: impl Read, start: Instant) -> (f64, f64) {
             }
         }
     }
-    (first.unwrap_or(f64::NAN), start.elapsed().as_secs_f64() * 1000.0)
+    (
+        first.unwrap_or(f64::NAN),
+        start.elapsed().as_secs_f64() * 1000.0,
+    )
 }
 
 fn main() {
@@ -73,11 +81,28 @@ fn main() {
     let file = home.path().join("profiles/bench.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&profile).unwrap()).unwrap();
 
-    let version: Vec<f64> = (0..RUNS).map(|_| time_cmd(&["--version"], home.path())).collect();
-    let validate: Vec<f64> = (0..RUNS).map(|_| time_cmd(&["profile", "validate", file.to_str().unwrap()], home.path())).collect();
-    println!("start-up: llxprt --version median {:.2} ms; profile validate (one file) median {:.2} ms (target <= 5 ms)", median(version), median(validate));
+    let version: Vec<f64> = (0..RUNS)
+        .map(|_| time_cmd(&["--version"], home.path()))
+        .collect();
+    let validate: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            time_cmd(
+                &["profile", "validate", file.to_str().unwrap()],
+                home.path(),
+            )
+        })
+        .collect();
+    println!(
+        "start-up: llxprt --version median {:.2} ms; profile validate (one file) median {:.2} ms (target <= 5 ms)",
+        median(version),
+        median(validate)
+    );
 
-    let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .build()
+        .into();
     let url = format!("{}/v1/chat/completions", server.url());
     let body = serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let (mut d_first, mut d_total, mut c_first, mut c_total) = (vec![], vec![], vec![], vec![]);
@@ -90,7 +115,14 @@ fn main() {
 
         let start = Instant::now();
         let mut child = Command::new(bin())
-            .args(["chat", "--profile", "bench", "--set", "mid_stream=restart", "hi"])
+            .args([
+                "chat",
+                "--profile",
+                "bench",
+                "--set",
+                "mid_stream=restart",
+                "hi",
+            ])
             .env("LLXPRT_HOME", home.path())
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -103,8 +135,19 @@ fn main() {
         c_total.push(t);
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (df, dt, cf, ct) = (median(d_first), median(d_total), median(c_first), median(c_total));
+    let (df, dt, cf, ct) = (
+        median(d_first),
+        median(d_total),
+        median(c_first),
+        median(c_total),
+    );
     println!("direct request:  first token median {df:.2} ms, total {dt:.2} ms");
-    println!("llxprt chat:     first token median {cf:.2} ms, total {ct:.2} ms (process start-up included)");
-    println!("added by llxprt: first token {:.2} ms, total {:.2} ms", cf - df, ct - dt);
+    println!(
+        "llxprt chat:     first token median {cf:.2} ms, total {ct:.2} ms (process start-up included)"
+    );
+    println!(
+        "added by llxprt: first token {:.2} ms, total {:.2} ms",
+        cf - df,
+        ct - dt
+    );
 }
