@@ -10,12 +10,37 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Profiles describe a provider + model (optionally several accounts), or a load balancer over
 /// model profiles. Every retry, bucket advance and failover is decided by one pure engine;
 /// `simulate` replays recorded failures through it.
+///
+/// Without a command: `llxprt` opens the interactive session; `llxprt PROMPT` answers once with
+/// `--profile-load NAME` or the default profile (a PROMPT that is a command's name runs the
+/// command: use `llxprt chat PROMPT` for such a prompt).
 #[derive(Debug, Parser)]
-#[command(name = "llxprt", version, propagate_version = true)]
+#[command(
+    name = "llxprt",
+    version,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// What to do.
+    /// What to do (default: chat).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// The seed documents' top-level form: `llxprt [--profile-load NAME] [-i] [PROMPT]`.
+    #[command(flatten)]
+    pub top: TopArgs,
+}
+
+/// `llxprt [--profile-load NAME] [-i] [PROMPT]` (SPEC §8.1).
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Profile to load (default: the default profile).
+    #[arg(long, value_name = "NAME")]
+    pub profile_load: Option<String>,
+    /// Open the interactive session (PROMPT, if given, is sent first).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Answer this prompt once and exit (without -i).
+    pub prompt: Option<String>,
 }
 
 /// The commands.
@@ -30,6 +55,19 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Statistics, circuits and cooldowns from the shared engine state.
     Stats(StatsArgs),
+    /// Version, paths, backends and where their credentials come from (never the values).
+    Diagnostics(DiagnosticsArgs),
+}
+
+/// Arguments of `diagnostics`.
+#[derive(Debug, Args)]
+pub struct DiagnosticsArgs {
+    /// Profile (default: the default profile).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which part of the statistics to show.
@@ -58,13 +96,17 @@ pub struct StatsArgs {
 }
 
 /// Arguments of `chat`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct ChatArgs {
     /// Profile to use (default: the default profile).
     #[arg(long)]
     pub profile: Option<String>,
-    /// The prompt; without it, standard input is the prompt when it is not a terminal.
+    /// The prompt; without it, the interactive session opens on a terminal, and standard
+    /// input is the prompt when it is not one.
     pub prompt: Option<String>,
+    /// Open the interactive session (PROMPT, if given, is sent first).
+    #[arg(short = 'i', long, conflicts_with = "json")]
+    pub interactive: bool,
     /// Print one JSON object (answer, backend, usage, attempts) instead of streaming.
     #[arg(long)]
     pub json: bool,

@@ -28,6 +28,12 @@ pub trait Executor {
     fn wait_until(&mut self, now: u64, until: u64) -> Option<u64>;
     /// Sees the actions of one engine step, with the step's time.
     fn observe(&mut self, now: u64, request: RequestId, actions: &[Action]);
+    /// Whether the user cancelled the request (Ctrl-C). Checked after every attempt and
+    /// refresh: a cancelled attempt's outcome is not fed to the engine (it would count as a
+    /// failure and fail over); the request ends with `RequestCancelled` instead (SPEC §5.1).
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Where the engine state lives: in memory, or behind the state file's lock (SPEC §5.9).
@@ -121,6 +127,9 @@ pub fn drive(
                 ..
             }) => {
                 let (end, outcome) = exec.send(now, request, backend, bucket, *prefill);
+                if exec.cancelled() {
+                    return cancel(store, request, end.max(now));
+                }
                 Event::AttemptFinished {
                     now: end.max(now),
                     request,
@@ -129,6 +138,9 @@ pub fn drive(
             }
             Some(Action::RefreshToken { backend, bucket }) => {
                 let (end, ok) = exec.refresh(now, request, backend, bucket);
+                if exec.cancelled() {
+                    return cancel(store, request, end.max(now));
+                }
                 Event::RefreshFinished {
                     now: end.max(now),
                     request,
@@ -142,8 +154,7 @@ pub fn drive(
                         request,
                     }
                 } else {
-                    store.step(&Event::RequestCancelled { now, request });
-                    return Ending::Cancelled { at: now };
+                    return cancel(store, request, now);
                 }
             }
             _ => {
@@ -157,4 +168,10 @@ pub fn drive(
             }
         };
     }
+}
+
+/// Ends a request the user cancelled: the engine releases what it held (SPEC §5.1).
+fn cancel(store: &mut dyn StateStore, request: RequestId, now: u64) -> Ending {
+    store.step(&Event::RequestCancelled { now, request });
+    Ending::Cancelled { at: now }
 }

@@ -5,6 +5,7 @@
 //! time from recorded traces; the profile layer ([`profile`]) turns JSON files into validated
 //! types; [`cli`] and [`commands`] are the command line.
 
+pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod driver;

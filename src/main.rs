@@ -23,9 +23,9 @@ fn main() -> ExitCode {
     let color = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut err = stderr.lock();
+    // Not locked for the whole run: the session's spinner thread writes to stderr too.
+    let mut err = std::io::stderr();
     let result = commands::run(
         cli,
         &mut Streams {

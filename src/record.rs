@@ -175,8 +175,11 @@ impl<E: Executor> Executor for RecordingExec<'_, E> {
         prefill: bool,
     ) -> (u64, Outcome) {
         let (end, o) = self.inner.send(now, request, backend, bucket, prefill);
-        self.recorder
-            .push(backend, bucket.to_string(), entry_for(&o));
+        // A cancelled attempt never reached an outcome: nothing to replay (SPEC §5.1).
+        if !self.inner.cancelled() {
+            self.recorder
+                .push(backend, bucket.to_string(), entry_for(&o));
+        }
         (end, o)
     }
     fn refresh(
@@ -201,6 +204,9 @@ impl<E: Executor> Executor for RecordingExec<'_, E> {
     }
     fn observe(&mut self, now: u64, request: RequestId, actions: &[Action]) {
         self.inner.observe(now, request, actions);
+    }
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
     }
 }
 

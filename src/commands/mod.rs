@@ -6,10 +6,11 @@
 
 use std::io::{self, Write};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{ChatArgs, Cli, Command};
 use crate::profile::store::{Store, StoreError};
 
 pub mod chat;
+pub mod diagnostics;
 pub mod profile;
 pub mod simulate;
 pub mod stats;
@@ -102,9 +103,22 @@ pub struct Streams<'a> {
 pub fn run(cli: Cli, io: &mut Streams<'_>) -> Result<u8, CmdError> {
     let store = || Store::from_env().map_err(CmdError::from);
     match cli.command {
-        Command::Profile(cmd) => profile::run(cmd, &store()?, io),
-        Command::Simulate(args) => simulate::run(&args, &store()?, io),
-        Command::Chat(args) => chat::run(&args, &store()?, io),
-        Command::Stats(args) => stats::run(&args, &store()?, io),
+        Some(Command::Profile(cmd)) => profile::run(cmd, &store()?, io),
+        Some(Command::Simulate(args)) => simulate::run(&args, &store()?, io),
+        Some(Command::Chat(args)) => chat::run(&args, &store()?, io),
+        Some(Command::Stats(args)) => stats::run(&args, &store()?, io),
+        Some(Command::Diagnostics(args)) => diagnostics::run(&args, &store()?, io),
+        None => {
+            // SPEC §8.1: `llxprt [--profile-load NAME] [-i] [PROMPT]`; bare `llxprt` opens the
+            // session, a PROMPT without -i answers once.
+            let top = cli.top;
+            let args = ChatArgs {
+                profile: top.profile_load,
+                interactive: top.interactive || top.prompt.is_none(),
+                prompt: top.prompt,
+                ..ChatArgs::default()
+            };
+            chat::run(&args, &store()?, io)
+        }
     }
 }

@@ -24,6 +24,10 @@ pub fn run(cmd: ProfileCommand, store: &Store, io: &mut Streams<'_>) -> Result<u
         ProfileCommand::Delete(a) => {
             let name = store.delete(&a.name, a.force)?;
             writeln!(io.err, "deleted profile \"{name}\"")?;
+            // SPEC §8.1: the profile's state keys go too.
+            if let Err(e) = crate::chat::profiles::forget_state(store, &name) {
+                writeln!(io.err, "warning: its engine state stays: {e}")?;
+            }
             Ok(exit::OK)
         }
         ProfileCommand::SetDefault(a) => set_default(store, &a.name, io),
@@ -134,7 +138,8 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn list(store: &Store, json: bool, io: &mut Streams<'_>) -> Result<u8, CmdError> {
+/// `profile list` (also the session's `/profile list`).
+pub(crate) fn list(store: &Store, json: bool, io: &mut Streams<'_>) -> Result<u8, CmdError> {
     let default = store.default_profile()?;
     let is_default = |n: &str| {
         default
@@ -193,7 +198,8 @@ fn list(store: &Store, json: bool, io: &mut Streams<'_>) -> Result<u8, CmdError>
     Ok(exit::OK)
 }
 
-fn set_default(store: &Store, name: &str, io: &mut Streams<'_>) -> Result<u8, CmdError> {
+/// `profile set-default NAME|none` (also the session's).
+pub(crate) fn set_default(store: &Store, name: &str, io: &mut Streams<'_>) -> Result<u8, CmdError> {
     if name.eq_ignore_ascii_case("none") {
         store.set_default(None)?;
         writeln!(io.err, "no default profile")?;

@@ -157,10 +157,23 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
     }
     let show_lb = !matches!(args.view, Some(StatsView::Buckets));
     let show_buckets = !matches!(args.view, Some(StatsView::Lb));
+    write_text(&v, &name, show_lb, show_buckets, io.out)?;
+    Ok(exit::OK)
+}
+
+/// The text form of [`stats_json`]'s object for profile `name` (SPEC §8.1): the load balancer
+/// and its backends, then the buckets; `/stats` in the session prints the same.
+pub fn write_text(
+    v: &Value,
+    name: &str,
+    show_lb: bool,
+    show_buckets: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     if show_lb {
         let lb = &v["lb"];
         writeln!(
-            io.out,
+            out,
             "{} ({}): {} requests, {} ok, last selected {}",
             name,
             lb["policy"].as_str().unwrap_or(""),
@@ -170,7 +183,7 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
         )?;
         for (b, s) in v["backends"].as_object().into_iter().flatten() {
             writeln!(
-                io.out,
+                out,
                 "  {b}: {} requests, {} ok, {} retries, {} failovers, skipped {}/{} (circuit/tpm), {} tokens, latency p50 {} ms p95 {} ms, circuit {}, tpm {}",
                 s["requests"],
                 s["successes"],
@@ -187,10 +200,10 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
         }
     }
     if show_buckets {
-        writeln!(io.out, "buckets:")?;
+        writeln!(out, "buckets:")?;
         for (k, s) in v["buckets"].as_object().into_iter().flatten() {
             writeln!(
-                io.out,
+                out,
                 "  {k}: {} requests, {} ok, {} 429s, {} 402s, {} 401s, {} refreshes, cooling until {}, last used {}",
                 s["requests"],
                 s["successes"],
@@ -203,5 +216,5 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
             )?;
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }

@@ -14,6 +14,7 @@ use super::credentials::{self, Secret};
 use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage};
 use super::sse::SseDecoder;
 use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
+use crate::chat::budget;
 use crate::driver::Executor;
 use crate::engine::plan::MidStream;
 use crate::engine::{Action, Class, Outcome, RequestId, classify_status};
@@ -37,9 +38,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Rough token estimate when a provider sends no usage: characters / 4 (SPEC §5.8).
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
-}
+pub use crate::chat::budget::estimate_tokens;
 
 /// One attempt as the caller reports it (`--json` attempts, SPEC §8.1).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -77,11 +76,13 @@ pub struct HttpExec<'a> {
     root: std::path::PathBuf,
     backends: &'a [ResolvedBackend],
     turns: &'a [Turn],
-    system: Option<&'a str>,
     mode: MidStream,
     sink: &'a mut dyn AnswerSink,
     cancel: Arc<AtomicBool>,
     getenv: &'a dyn Fn(&str) -> Option<String>,
+    /// The last number of exchanges the context budget left out that was told (SPEC §5.8:
+    /// said once, not at every retry).
+    trim_told: Option<usize>,
     /// Text already delivered to the caller by an interrupted attempt (`continue`).
     partial: String,
     /// Whether an earlier attempt showed text that a restart will repeat.
@@ -95,16 +96,13 @@ pub struct HttpExec<'a> {
 }
 
 impl<'a> HttpExec<'a> {
-    /// An executor for one turn of `turns` on these backends.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one constructor for the whole turn's context"
-    )]
+    /// An executor for one turn of `turns` (the whole history, ending with the user's
+    /// message) on these backends. Each backend's system prompt is its resolved
+    /// `system-prompt` (SPEC §3.1: session over load balancer over backend).
     pub fn new(
         root: std::path::PathBuf,
         backends: &'a [ResolvedBackend],
         turns: &'a [Turn],
-        system: Option<&'a str>,
         mode: MidStream,
         sink: &'a mut dyn AnswerSink,
         cancel: Arc<AtomicBool>,
@@ -114,11 +112,11 @@ impl<'a> HttpExec<'a> {
             root,
             backends,
             turns,
-            system,
             mode,
             sink,
             cancel,
             getenv,
+            trim_told: None,
             partial: String::new(),
             shown_before: None,
             last: Answer::default(),
@@ -184,9 +182,11 @@ impl<'a> HttpExec<'a> {
         let prefill_text = prefill
             .then(|| self.partial.trim_end().to_string())
             .filter(|p| !p.is_empty());
+        let system = settings.system_prompt.as_deref();
+        let turns = self.budgeted_turns(b, system, prefill_text.as_deref());
         let conversation = Conversation {
-            system: self.system,
-            turns: self.turns,
+            system,
+            turns,
             prefill: prefill_text.as_deref(),
         };
         let stream = settings.streaming != Some(Streaming::Disabled);
@@ -205,11 +205,7 @@ impl<'a> HttpExec<'a> {
             ));
         }
         let mut att = transport::start(req, deadlines, !stream, self.cancel.clone());
-        let prompt_estimate = self
-            .turns
-            .iter()
-            .map(|t| estimate_tokens(&t.text))
-            .sum::<u64>();
+        let prompt_estimate = turns.iter().map(|t| estimate_tokens(&t.text)).sum::<u64>();
         let first = att.next_msg();
         let (status, headers) = match first {
             Msg::Head { status, headers } => (status, headers),
@@ -273,6 +269,51 @@ impl<'a> HttpExec<'a> {
             };
         }
         self.read_stream(&mut att, b, status, prompt_estimate, prefill_text.is_some())
+    }
+
+    /// The part of the history this backend's request carries (SPEC §5.8 context budget):
+    /// the oldest exchanges are left out when the prompt would not fit the backend's
+    /// `context-limit` minus the reply budget; the first time a number is left out, it is told.
+    fn budgeted_turns(
+        &mut self,
+        b: &ResolvedBackend,
+        system: Option<&str>,
+        prefill: Option<&str>,
+    ) -> &'a [Turn] {
+        let settings = &b.settings.settings;
+        let provider = b.profile.provider_info().name;
+        // Stored reasoning counts where it may be sent back (SPEC §5.8).
+        let with_reasoning = settings.reasoning_include_in_context.unwrap_or(false);
+        let cost = |t: &Turn| {
+            let reasoning = t
+                .reasoning
+                .as_ref()
+                .filter(|r| with_reasoning && r.provider == provider)
+                .map_or(0, |r| estimate_tokens(&r.text));
+            estimate_tokens(&t.text) + reasoning
+        };
+        let fixed = system.map_or(0, estimate_tokens) + prefill.map_or(0, estimate_tokens);
+        let limit =
+            budget::effective_limit(b.profile.settings.context_limit, settings.context_limit);
+        let fit = budget::fit(
+            self.turns,
+            fixed,
+            &cost,
+            limit,
+            budget::reply_budget(&b.profile.model_params),
+        );
+        if fit.left_out > 0 && self.trim_told != Some(fit.left_out) {
+            self.trim_told = Some(fit.left_out);
+            self.sink.notice(&format!(
+                "[left out the {} oldest exchange{} to fit the context-limit of {} ({} tokens); the conversation is kept whole]",
+                fit.left_out,
+                if fit.left_out == 1 { "" } else { "s" },
+                b.name,
+                limit.unwrap_or(0)
+            ));
+        }
+        let turns: &'a [Turn] = self.turns;
+        &turns[fit.start..]
     }
 
     fn error_outcome(
@@ -608,6 +649,10 @@ impl Executor for HttpExec<'_> {
             }
             std::thread::sleep(std::time::Duration::from_millis((until - now).min(100)));
         }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn observe(&mut self, _now: u64, _request: RequestId, actions: &[Action]) {

@@ -87,6 +87,12 @@ impl Run<'_> {
 
     /// Runs the binary and waits for it.
     pub fn run(self) -> Output {
+        self.spawn().wait()
+    }
+
+    /// Starts the binary (stdin written, then closed) without waiting, so a test can act on
+    /// the running process (send it a signal) before collecting its output.
+    pub fn spawn(self) -> Running {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_llxprt"));
         cmd.args(&self.args)
             .env_clear()
@@ -105,12 +111,43 @@ impl Run<'_> {
                 let _ = stdin.write_all(bytes);
             }
         }
-        let out = child.wait_with_output().expect("llxprt finishes");
+        Running {
+            child,
+            replacements: self.cli.replacements(),
+        }
+    }
+}
+
+/// A started run of the binary.
+pub struct Running {
+    child: std::process::Child,
+    replacements: Vec<(String, &'static str)>,
+}
+
+impl Running {
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal would (Unix).
+    #[cfg(unix)]
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -INT failed");
+    }
+
+    /// Waits for the process and collects its output.
+    pub fn wait(self) -> Output {
+        let out = self.child.wait_with_output().expect("llxprt finishes");
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            replacements: self.cli.replacements(),
+            replacements: self.replacements,
         }
     }
 }

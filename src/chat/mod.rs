@@ -1,0 +1,68 @@
+//! The interactive session (SPEC §8.1) and the one turn path it shares with the one-shot
+//! `llxprt chat PROMPT`.
+//!
+//! Parts: [`slash`] reads a line (message or slash command); [`session`] holds what is loaded,
+//! the session's overrides and the conversation; [`turn`] runs one turn through the engine and
+//! the HTTP shell; [`budget`] decides how much history one request to one backend carries
+//! (SPEC §5.8); [`sink`] writes the answer (and the spinner); [`handlers`] and [`profiles`]
+//! carry out the commands; [`repl`] is the line editor loop. Must not: decide retries or
+//! failover (the engine does) or build provider requests (the shell does).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Map;
+
+use crate::cli::ChatArgs;
+use crate::commands::{CmdError, exit};
+use crate::profile::settings::parse_assignment;
+
+pub mod budget;
+pub mod handlers;
+pub mod profiles;
+pub mod repl;
+pub mod session;
+pub mod sink;
+pub mod slash;
+pub mod turn;
+
+/// The process's cancel flag: Ctrl-C sets it, and the transport and the driver watch it, so
+/// Ctrl-C during an answer cancels that request instead of ending the process (SPEC §8.1).
+/// The handler is installed on first use; callers reset the flag before each turn.
+pub fn cancel_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = flag.clone();
+        // Should no handler be installable, Ctrl-C keeps its default and ends the process.
+        let _ = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst));
+        flag
+    })
+    .clone()
+}
+
+/// Applies `--set`, `--param` and `--system` to a session (one-shot and interactive alike).
+pub fn apply_args(session: &mut session::Session, args: &ChatArgs) -> Result<(), CmdError> {
+    let mut sets = Map::new();
+    for s in &args.set {
+        let (k, v) =
+            parse_assignment(s).map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
+        sets.insert(k, v);
+    }
+    if let Some(sys) = &args.system {
+        sets.insert("system-prompt".into(), sys.clone().into());
+    }
+    if !sets.is_empty() {
+        session
+            .set_many(sets)
+            .map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
+    }
+    let mut params = Map::new();
+    for p in &args.param {
+        let (k, v) =
+            parse_assignment(p).map_err(|e| CmdError::new(exit::USAGE, format!("--param {e}")))?;
+        params.insert(k, v);
+    }
+    session.set_params(params);
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! The interactive session's loop (SPEC §8.1): rustyline reads a line (from a terminal with
+//! editing and history, or plainly from a pipe), a message is sent as a turn, a slash command
+//! is carried out.
+//!
+//! Owns: opening the session (what is loaded, and what it says when nothing can be), the line
+//! history file `<root>/history/repl` (mode 0600, SPEC §1), Ctrl-C and Ctrl-D at the prompt,
+//! the spinner decision, and how a turn's end is reported. Must not: decide anything about a
+//! turn (the session and the engine do).
+
+use std::io::IsTerminal;
+
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{Config, Editor};
+
+use super::handlers::{self, After};
+use super::profiles;
+use super::session::Session;
+use super::sink::Sink;
+use super::slash::{self, Input, Slash};
+use super::{apply_args, cancel_flag};
+use crate::cli::ChatArgs;
+use crate::commands::diagnostics::history_path;
+use crate::commands::{CmdError, Streams, exit};
+use crate::driver::Ending;
+use crate::engine::plan::MidStream;
+use crate::profile::store::Store;
+use crate::redact::is_secret_name;
+
+/// Whether a line may be kept in the history file: never one that may carry a secret (SPEC §7).
+fn may_record(input: &Input) -> bool {
+    match input {
+        Input::Command(Slash::Set(k, _) | Slash::Show(k)) => {
+            !matches!(k.as_str(), "auth-key" | "custom-headers")
+        }
+        Input::Command(Slash::Param(k, _)) => !is_secret_name(k),
+        Input::Empty => false,
+        _ => true,
+    }
+}
+
+/// The line history: `<root>/history/repl`, created private (SPEC §1).
+fn open_history(editor: &mut Editor<(), FileHistory>, store: &Store) -> std::path::PathBuf {
+    let path = history_path(store);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    if path.exists() {
+        let _ = editor.load_history(&path);
+    }
+    path
+}
+
+fn record(editor: &mut Editor<(), FileHistory>, path: &std::path::Path, line: &str) {
+    if editor.add_history_entry(line).unwrap_or(false) {
+        // rustyline creates the file with mode 0600; losing a history line is no reason to
+        // stop the session.
+        let _ = editor.append_history(path);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+/// Opens the session with the profile named on the command line, or the default one; says
+/// why when nothing is loaded (SPEC §8.1).
+fn open(session: &mut Session, args: &ChatArgs, io: &mut Streams<'_>) -> std::io::Result<()> {
+    let name = match &args.profile {
+        Some(n) => Some(n.clone()),
+        None => match session.store().default_profile() {
+            Ok(d) => d,
+            Err(e) => {
+                handlers::error(io, &e.to_string())?;
+                None
+            }
+        },
+    };
+    match name {
+        None => writeln!(
+            io.err,
+            "no profile loaded. Choose a model with /provider NAME, /model NAME and /keyfile PATH, then /profile save model NAME keeps it (or: llxprt profile save model NAME --provider P --model M --keyfile F; llxprt profile set-default NAME)"
+        ),
+        Some(n) => match profiles::load(session, &n) {
+            Ok(lines) => lines.iter().try_for_each(|l| writeln!(io.err, "{l}")),
+            Err(e) => {
+                handlers::cmd_error(io, &e)?;
+                writeln!(
+                    io.err,
+                    "the session opens with nothing loaded: fix or re-save the profile, /profile load another, or llxprt profile set-default none"
+                )
+            }
+        },
+    }
+}
+
+/// Sends one message and reports how the turn ended. Returns `false` when standard output is
+/// closed (the session then ends quietly, SPEC §8.1).
+fn send(session: &mut Session, prompt: String, io: &mut Streams<'_>) -> std::io::Result<bool> {
+    let cancel = cancel_flag();
+    cancel.store(false, std::sync::atomic::Ordering::SeqCst);
+    let spinner = std::io::stderr().is_terminal();
+    let mut sink = Sink::new(&mut *io.out, &mut *io.err, false).with_spinner(spinner);
+    let result = session.send(prompt, &mut sink, cancel);
+    sink.finish();
+    let open = !sink.closed();
+    drop(sink);
+    match result {
+        Err(e) => {
+            handlers::error(io, &e)?;
+            writeln!(io.err, "(not sent; /retry sends it once that is fixed)")?;
+        }
+        Ok(out) => {
+            if let Some(note) = out.malformed_note() {
+                writeln!(io.err, "{note}")?;
+            }
+            match &out.ending {
+                Ending::Delivered { .. } => {
+                    if let Some(line) = out.served_line() {
+                        writeln!(io.err, "{line}")?;
+                    }
+                }
+                Ending::Failed { error, .. } => {
+                    handlers::error(io, error)?;
+                    writeln!(
+                        io.err,
+                        "(not kept in the conversation; /retry sends it again)"
+                    )?;
+                }
+                Ending::Cancelled { .. } => writeln!(
+                    io.err,
+                    "cancelled (not kept in the conversation; /retry sends it again)"
+                )?,
+            }
+        }
+    }
+    Ok(open)
+}
+
+/// Runs the interactive session until `/quit`, Ctrl-D on an empty line, or end of input.
+pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
+    if args.json {
+        // clap refuses `-i --json`; this guards the other ways in (SPEC §8.1).
+        return Err(CmdError::new(
+            exit::USAGE,
+            "--json cannot be used with the interactive session",
+        ));
+    }
+    let mode = if std::io::stdout().is_terminal() {
+        MidStream::Restart
+    } else {
+        MidStream::Buffer
+    };
+    let mut session = Session::new(store.clone(), mode);
+    apply_args(&mut session, args)?;
+    open(&mut session, args, io)?;
+    writeln!(
+        io.err,
+        "llxprt {}: type a message, or /help; /quit or Ctrl-D leaves",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    let config = Config::builder()
+        .auto_add_history(false)
+        .max_history_size(1000)
+        .map_err(|e| CmdError::new(exit::FAILED, e.to_string()))?
+        .build();
+    let mut editor: Editor<(), FileHistory> = Editor::with_config(config)
+        .map_err(|e| CmdError::new(exit::FAILED, format!("cannot open the terminal: {e}")))?;
+    let history = open_history(&mut editor, store);
+    // Installed before the first turn so Ctrl-C never kills a turn in flight.
+    let _ = cancel_flag();
+    if let Some(p) = &args.prompt
+        && !send(&mut session, p.clone(), io)?
+    {
+        return Ok(exit::OK);
+    }
+    loop {
+        io.out.flush()?;
+        let line = match editor.readline("> ") {
+            Ok(line) => line,
+            // Ctrl-C at the prompt clears the line (SPEC §8.1).
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                return Err(CmdError::new(
+                    exit::FAILED,
+                    format!("cannot read input: {e}"),
+                ));
+            }
+        };
+        let input = match slash::parse(&line) {
+            Ok(i) => i,
+            Err(e) => {
+                handlers::error(io, &e)?;
+                continue;
+            }
+        };
+        if may_record(&input) {
+            record(&mut editor, &history, &line);
+        }
+        let message = match input {
+            Input::Empty => continue,
+            Input::Message(m) => m,
+            Input::Command(cmd) => {
+                let mut ask = |prompt: &str| editor.readline(prompt).ok();
+                match handlers::run(cmd, &mut session, io, &mut ask)? {
+                    After::Continue => continue,
+                    After::Quit => break,
+                    After::Send(m) => m,
+                }
+            }
+        };
+        if !send(&mut session, message, io)? {
+            break;
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,165 @@
+//! One conversation turn through the engine and the HTTP shell: the single path both the
+//! one-shot `llxprt chat PROMPT` and the interactive session use (SPEC §8.1).
+//!
+//! Owns: running [`crate::driver::drive`] with an [`HttpExec`] over the shared state file, and
+//! reporting how the turn ended (answer, attempts, who served it). Must not: print (the sink
+//! and the callers do), or change the history (the session does).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::driver::{self, Ending};
+use crate::engine::Plan;
+use crate::profile::resolve::ResolvedBackend;
+use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
+use crate::shell::protocol::{StoredReasoning, Turn};
+use crate::state_file::StateFile;
+
+/// What a turn runs on: the engine's plan and each backend's resolved settings.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The plan (its `lb` names the profile being run).
+    pub plan: Arc<Plan>,
+    /// The backends, with `modelParams` and §3.1 settings as sent.
+    pub backends: Vec<ResolvedBackend>,
+}
+
+/// Who delivered an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// Backend profile.
+    pub backend: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Canonical provider name.
+    pub provider: &'static str,
+    /// Model id.
+    pub model: String,
+    /// The backend's `reasoning.includeInContext` (SPEC §5.8).
+    pub keep_reasoning: bool,
+}
+
+/// How a turn ended.
+#[derive(Debug)]
+pub struct TurnOutcome {
+    /// The engine's ending.
+    pub ending: Ending,
+    /// The delivered answer (meaningful when delivered).
+    pub answer: Answer,
+    /// Every attempt.
+    pub attempts: Vec<AttemptInfo>,
+    /// Malformed stream events skipped.
+    pub malformed: u64,
+    /// Wall time of the turn (ms).
+    pub elapsed_ms: u128,
+    /// Who delivered, when delivered.
+    pub served: Option<Served>,
+}
+
+impl TurnOutcome {
+    /// The `served by …` line of SPEC §8.1, when delivered.
+    pub fn served_line(&self) -> Option<String> {
+        self.served.as_ref().map(|s| {
+            format!(
+                "served by {}/{} ({} {}, {} ms, {} tokens)",
+                s.backend,
+                s.bucket,
+                s.provider,
+                s.model,
+                self.elapsed_ms,
+                self.answer.usage.total()
+            )
+        })
+    }
+
+    /// The note about skipped malformed stream events (SPEC §5.8), if any were.
+    pub fn malformed_note(&self) -> Option<String> {
+        (self.malformed > 0).then(|| {
+            format!(
+                "note: {} malformed stream event{} skipped",
+                self.malformed,
+                if self.malformed == 1 { "" } else { "s" }
+            )
+        })
+    }
+
+    /// The reasoning to store with the reply: only when the serving backend's
+    /// `reasoning.includeInContext` is on (SPEC §5.8).
+    pub fn reasoning_to_keep(&self) -> Option<StoredReasoning> {
+        let served = self.served.as_ref().filter(|s| s.keep_reasoning)?;
+        let text = self.answer.reasoning.clone()?;
+        Some(StoredReasoning {
+            provider: served.provider.to_string(),
+            text,
+            signature: self.answer.signature.clone(),
+        })
+    }
+}
+
+fn request_id() -> u64 {
+    // Unique across processes sharing the state file (a probe names its request).
+    (u64::from(std::process::id()) << 32) | (now_ms() & 0xffff_ffff)
+}
+
+/// Runs one turn: `turns` is the whole history ending with the user's message; every attempt
+/// sends it, trimmed per backend to the context budget (SPEC §5.8).
+pub fn run_turn(
+    root: &Path,
+    prepared: &Prepared,
+    turns: &[Turn],
+    sink: &mut dyn AnswerSink,
+    cancel: Arc<AtomicBool>,
+) -> TurnOutcome {
+    let mut state = StateFile::new(root);
+    let getenv = |k: &str| std::env::var(k).ok();
+    let mut exec = HttpExec::new(
+        root.to_path_buf(),
+        &prepared.backends,
+        turns,
+        prepared.plan.settings.mid_stream,
+        sink,
+        cancel,
+        &getenv,
+    );
+    let started = Instant::now();
+    let ending = driver::drive(
+        &mut state,
+        &mut exec,
+        request_id(),
+        prepared.plan.clone(),
+        now_ms(),
+    );
+    let answer = exec.answer();
+    let attempts = std::mem::take(&mut exec.attempts);
+    let malformed = exec.malformed;
+    let served = match &ending {
+        Ending::Delivered {
+            backend, bucket, ..
+        } => prepared
+            .backends
+            .iter()
+            .find(|b| &b.name == backend)
+            .map(|b| Served {
+                backend: backend.clone(),
+                bucket: bucket.clone(),
+                provider: b.profile.provider_info().name,
+                model: b.profile.model.clone(),
+                keep_reasoning: b
+                    .settings
+                    .settings
+                    .reasoning_include_in_context
+                    .unwrap_or(false),
+            }),
+        _ => None,
+    };
+    TurnOutcome {
+        ending,
+        answer,
+        attempts,
+        malformed,
+        elapsed_ms: started.elapsed().as_millis(),
+        served,
+    }
+}
