@@ -119,6 +119,9 @@ pub struct ChatArgs {
     /// System prompt.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+    /// Write what really happened as a trace `llxprt simulate` replays (SPEC §9.2).
+    #[arg(long, value_name = "TRACE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// `llxprt profile …`

@@ -36,6 +36,37 @@ pub trait Executor {
     }
 }
 
+impl<E: Executor + ?Sized> Executor for &mut E {
+    fn send(
+        &mut self,
+        now: u64,
+        request: RequestId,
+        backend: &str,
+        bucket: &str,
+        prefill: bool,
+    ) -> (u64, Outcome) {
+        (**self).send(now, request, backend, bucket, prefill)
+    }
+    fn refresh(
+        &mut self,
+        now: u64,
+        request: RequestId,
+        backend: &str,
+        bucket: &str,
+    ) -> (u64, bool) {
+        (**self).refresh(now, request, backend, bucket)
+    }
+    fn wait_until(&mut self, now: u64, until: u64) -> Option<u64> {
+        (**self).wait_until(now, until)
+    }
+    fn observe(&mut self, now: u64, request: RequestId, actions: &[Action]) {
+        (**self).observe(now, request, actions);
+    }
+    fn cancelled(&self) -> bool {
+        (**self).cancelled()
+    }
+}
+
 /// Where the engine state lives: in memory, or behind the state file's lock (SPEC §5.9).
 pub trait StateStore {
     /// Runs one engine step.

@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::driver::Executor;
+use crate::engine::Plan;
+use crate::engine::plan::FailoverSettings;
 use crate::engine::{Action, Class, Outcome, RequestId};
 use crate::fsutil::write_atomic;
-use crate::profile::model::Profile;
+use crate::profile::model::{LoadBalancerProfile, Profile};
 use crate::profile::raw::RawProfile;
+use crate::profile::resolve::ResolvedBackend;
 use crate::profile::settings::Settings;
 use crate::simulate::trace::{Entry, NetworkKind, RequestSpec, Requests, TimeoutKind, Trace};
 
@@ -41,6 +44,25 @@ pub fn without_secrets(p: &Profile) -> RawProfile {
         RawProfile::LoadBalancer(l) => strip(&mut l.settings),
     }
     raw
+}
+
+/// The §3.2 settings of a plan, written back as settings (every key explicit).
+pub fn failover_as_settings(f: &FailoverSettings) -> Settings {
+    Settings {
+        failover_retry_count: Some(f.retry_count),
+        failover_retry_delay_ms: Some(f.retry_delay_ms),
+        failover_on_network_errors: Some(f.on_network_errors),
+        failover_status_codes: Some(f.status_codes.clone()),
+        lb_tpm_failover_threshold: f.tpm_threshold,
+        lb_circuit_breaker_threshold: f.breaker_threshold,
+        lb_circuit_breaker_timeout_ms: Some(f.breaker_timeout_ms),
+        retry_after_max_ms: Some(f.retry_after_max_ms),
+        bucket_cooldown_ms: Some(f.bucket_cooldown_ms),
+        max_attempts: f.max_attempts,
+        mid_stream: Some(f.mid_stream),
+        failover_on_context_length: Some(f.on_context_length),
+        ..Settings::default()
+    }
 }
 
 /// The script entry an observed outcome becomes (SPEC §9.2): a transport error that cannot be
@@ -95,32 +117,49 @@ pub fn entry_for(o: &Outcome) -> Entry {
 }
 
 impl Recorder {
-    /// A recorder writing to `path` for running `profile` with session `settings`; `profiles`
-    /// are every profile involved (the load balancer and its backends).
-    pub fn new(
-        path: &Path,
-        profile: &str,
-        profiles: &[(String, Profile)],
-        settings: &Settings,
-    ) -> Recorder {
-        let mut s = settings.clone();
-        s.auth_key = None;
+    /// A recorder writing to `path`; [`Recorder::prepare`] says what runs before each request.
+    pub fn new(path: &Path) -> Recorder {
         Recorder {
             path: path.to_path_buf(),
             trace: Trace {
                 schema: None,
                 version: 1,
-                profile: profile.to_string(),
-                profiles: profiles
-                    .iter()
-                    .map(|(n, p)| (n.clone(), without_secrets(p)))
-                    .collect(),
-                settings: (s != Settings::default()).then_some(s),
+                profile: String::new(),
+                profiles: BTreeMap::new(),
+                settings: None,
                 requests: Requests::List(Vec::new()),
                 outcomes: BTreeMap::new(),
             },
             origin_ms: None,
         }
+    }
+
+    /// Embeds what the next request runs on, so a replay decides as the live run did: each
+    /// backend as a model profile with its §3.1 settings as resolved (secrets removed), the
+    /// load balancer with its policy and backends, and the resolved §3.2 settings (with the
+    /// `mid_stream` actually used) as the trace's session settings. A session that switches
+    /// profiles records under the last one.
+    pub fn prepare(&mut self, plan: &Plan, backends: &[ResolvedBackend]) {
+        for b in backends {
+            let mut m = b.profile.clone();
+            m.settings = b.settings.settings.clone();
+            m.settings.system_prompt = None;
+            self.trace
+                .profiles
+                .insert(b.name.clone(), without_secrets(&Profile::Model(m)));
+        }
+        if !(backends.len() == 1 && backends[0].name == plan.lb) {
+            let lb = LoadBalancerProfile {
+                policy: plan.policy,
+                backends: plan.backends.iter().map(|b| b.name.clone()).collect(),
+                settings: Settings::default(),
+            };
+            self.trace
+                .profiles
+                .insert(plan.lb.clone(), Profile::LoadBalancer(lb).to_raw());
+        }
+        self.trace.profile.clone_from(&plan.lb);
+        self.trace.settings = Some(failover_as_settings(&plan.settings));
     }
 
     /// Notes a request's arrival at `now_ms`.
@@ -208,23 +247,6 @@ impl<E: Executor> Executor for RecordingExec<'_, E> {
     fn cancelled(&self) -> bool {
         self.inner.cancelled()
     }
-}
-
-/// Every profile a run involves: the profile itself and, for a load balancer, its backends.
-pub fn involved(
-    name: &str,
-    profile: &Profile,
-    backends: &[crate::profile::resolve::ResolvedBackend],
-) -> Vec<(String, Profile)> {
-    let mut v = vec![(name.to_string(), profile.clone())];
-    if matches!(profile, Profile::LoadBalancer(_)) {
-        v.extend(
-            backends
-                .iter()
-                .map(|b| (b.name.clone(), Profile::Model(b.profile.clone()))),
-        );
-    }
-    v
 }
 
 #[cfg(test)]

@@ -509,3 +509,53 @@ fn eight_concurrent_processes_share_one_round_robin_cursor() {
     assert_eq!(v["lb"]["requests"], 8);
     assert_eq!(v["lb"]["cursor"], 8);
 }
+
+#[test]
+fn a_recorded_live_run_replays_to_the_same_attempts() {
+    let a = Server::start(vec![
+        openai_error(503, "overloaded", None, "busy"),
+        Reply::cut_after(1, ok_stream(&["par", "tial"])),
+    ]);
+    let b = Server::start(vec![
+        openai_error(500, "server_error", None, "boom"),
+        ok_stream(&["fine"]),
+    ]);
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(&a), json!({}));
+    model(&cli, "b", "openai", &openai_base(&b), json!({}));
+    cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"],
+        "ephemeralSettings": {"failover_retry_count": 1, "failover_status_codes": [429, 500, 503]}}));
+    let trace = cli.user_home().join("incident.json");
+    let (code, live, _) = chat_json(&cli, &["--record", trace.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let live_attempts = attempts(&live);
+    assert_eq!(
+        live_attempts,
+        [
+            "a/default server 503",
+            "a/default interrupted",
+            "b/default server 500",
+            "b/default success 200"
+        ]
+    );
+    let recorded = std::fs::read_to_string(&trace).unwrap();
+    assert!(!recorded.contains(KEY), "no secret in the trace");
+    let out = cli.run(&["simulate", trace.to_str().unwrap(), "--json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    let replayed: Vec<String> = last["summary"]["requests"][0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}/{} {}{}",
+                a["backend"].as_str().unwrap(),
+                a["bucket"].as_str().unwrap(),
+                a["class"].as_str().unwrap(),
+                a.get("status").map(|s| format!(" {s}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(replayed, live_attempts);
+}

@@ -64,5 +64,6 @@ pub fn apply_args(session: &mut session::Session, args: &ChatArgs) -> Result<(),
         params.insert(k, v);
     }
     session.set_params(params);
+    session.recorder = args.record.as_deref().map(crate::record::Recorder::new);
     Ok(())
 }

@@ -117,7 +117,7 @@ fn send(session: &mut Session, prompt: String, io: &mut Streams<'_>) -> std::io:
             writeln!(io.err, "(not sent; /retry sends it once that is fixed)")?;
         }
         Ok(out) => {
-            if let Some(note) = out.malformed_note() {
+            for note in out.notes() {
                 writeln!(io.err, "{note}")?;
             }
             match &out.ending {

@@ -73,6 +73,8 @@ pub struct Session {
     history: Vec<Turn>,
     retry: Option<String>,
     mid_stream_default: MidStream,
+    /// `--record TRACE` (SPEC §9.2).
+    pub recorder: Option<crate::record::Recorder>,
 }
 
 /// A backend profile by name from the store (model profiles only).
@@ -96,6 +98,7 @@ impl Session {
             history: Vec::new(),
             retry: None,
             mid_stream_default,
+            recorder: None,
         }
     }
 
@@ -295,7 +298,14 @@ impl Session {
             text: prompt,
             reasoning: None,
         });
-        let out = run_turn(self.store.root(), &prepared, &self.history, sink, cancel);
+        let out = run_turn(
+            self.store.root(),
+            &prepared,
+            &self.history,
+            sink,
+            cancel,
+            self.recorder.as_mut(),
+        );
         if matches!(out.ending, Ending::Delivered { .. }) {
             self.history.push(Turn {
                 role: Role::Assistant,

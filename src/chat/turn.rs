@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::driver::{self, Ending};
 use crate::engine::Plan;
 use crate::profile::resolve::ResolvedBackend;
+use crate::record::{Recorder, RecordingExec};
 use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
 use crate::shell::protocol::{StoredReasoning, Turn};
 use crate::state_file::StateFile;
@@ -56,6 +57,8 @@ pub struct TurnOutcome {
     pub elapsed_ms: u128,
     /// Who delivered, when delivered.
     pub served: Option<Served>,
+    /// Why `--record` could not write its trace, if it could not.
+    pub record_error: Option<String>,
 }
 
 impl TurnOutcome {
@@ -72,6 +75,16 @@ impl TurnOutcome {
                 self.answer.usage.total()
             )
         })
+    }
+
+    /// The notes to show after a turn: skipped malformed stream events (SPEC §5.8), a trace
+    /// that could not be written.
+    pub fn notes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.malformed_note().into_iter().collect();
+        if let Some(e) = &self.record_error {
+            v.push(format!("warning: cannot write the trace: {e}"));
+        }
+        v
     }
 
     /// The note about skipped malformed stream events (SPEC §5.8), if any were.
@@ -111,6 +124,7 @@ pub fn run_turn(
     turns: &[Turn],
     sink: &mut dyn AnswerSink,
     cancel: Arc<AtomicBool>,
+    recorder: Option<&mut Recorder>,
 ) -> TurnOutcome {
     let mut state = StateFile::new(root);
     let getenv = |k: &str| std::env::var(k).ok();
@@ -124,13 +138,35 @@ pub fn run_turn(
         &getenv,
     );
     let started = Instant::now();
-    let ending = driver::drive(
-        &mut state,
-        &mut exec,
-        request_id(),
-        prepared.plan.clone(),
-        now_ms(),
-    );
+    let now = now_ms();
+    let mut record_error = None;
+    let ending = match recorder {
+        Some(rec) => {
+            rec.prepare(&prepared.plan, &prepared.backends);
+            rec.request(now, None);
+            let mut wrapped = RecordingExec {
+                inner: &mut exec,
+                recorder: rec,
+            };
+            let ending = driver::drive(
+                &mut state,
+                &mut wrapped,
+                request_id(),
+                prepared.plan.clone(),
+                now,
+            );
+            // SPEC §9.2: the file is rewritten atomically after each request.
+            record_error = wrapped.recorder.write().err().map(|e| e.to_string());
+            ending
+        }
+        None => driver::drive(
+            &mut state,
+            &mut exec,
+            request_id(),
+            prepared.plan.clone(),
+            now,
+        ),
+    };
     let answer = exec.answer();
     let attempts = std::mem::take(&mut exec.attempts);
     let malformed = exec.malformed;
@@ -155,6 +191,7 @@ pub fn run_turn(
         _ => None,
     };
     TurnOutcome {
+        record_error,
         ending,
         answer,
         attempts,

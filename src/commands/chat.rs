@@ -75,7 +75,7 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
     sink.finish();
     drop(sink);
     let out = result.map_err(|e| CmdError::new(exit::CONFIG, e))?;
-    if let Some(note) = out.malformed_note() {
+    for note in out.notes() {
         writeln!(io.err, "{note}")?;
     }
     match &out.ending {
