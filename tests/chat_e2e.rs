@@ -559,3 +559,33 @@ fn a_recorded_live_run_replays_to_the_same_attempts() {
         .collect();
     assert_eq!(replayed, live_attempts);
 }
+
+#[test]
+fn rate_limit_headers_are_kept_for_diagnostics() {
+    let a = Server::start(vec![
+        ok_stream(&["ok"])
+            .header("x-ratelimit-remaining-requests", "41")
+            .header("x-request-id", "r1"),
+    ]);
+    let b = Server::start(vec![ok_stream(&["b"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let (code, _, _) = chat_json(&cli, &[]);
+    assert_eq!(code, 0);
+    let out = cli.run(&["diagnostics", "--profile", "lb", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let r = &v["ratelimits"][0];
+    assert_eq!(r["bucket"], "a/default");
+    assert_eq!(
+        r["headers"],
+        json!({"x-ratelimit-remaining-requests": "41"}),
+        "only rate-limit headers"
+    );
+    let text = cli.run(&["diagnostics", "--profile", "lb"]);
+    assert!(
+        text.stdout.contains("rate limits of a/default"),
+        "{}",
+        text.stdout
+    );
+}

@@ -98,6 +98,7 @@ pub fn report(
 ) -> Value {
     let mut backends = Vec::new();
     let mut cooldowns = Vec::new();
+    let mut ratelimits = Vec::new();
     let mut error = None;
     let mut profile = None;
     match running {
@@ -125,6 +126,11 @@ pub fn report(
                 if let Some(until) = s["cooldown_until"].as_str() {
                     cooldowns.push(json!({"bucket": k, "until": until}));
                 }
+                if s["ratelimit"].as_object().is_some_and(|m| !m.is_empty()) {
+                    ratelimits.push(
+                        json!({"bucket": k, "at": s["ratelimit_at"], "headers": s["ratelimit"]}),
+                    );
+                }
             }
         }
     }
@@ -137,6 +143,7 @@ pub fn report(
         "warnings": warnings,
         "backends": backends,
         "cooldowns": cooldowns,
+        "ratelimits": ratelimits,
         "proxy_variables": PROXY_VARIABLES.iter().filter(|k| getenv(k).is_some()).collect::<Vec<_>>(),
         "state_file": StateFile::new(store.root()).path().display().to_string(),
         "history_file": history_path(store).display().to_string(),
@@ -214,6 +221,21 @@ pub fn write_text(v: &Value, out: &mut dyn std::io::Write) -> std::io::Result<()
             cooldowns.join(", ")
         }
     )?;
+    for r in v["ratelimits"].as_array().into_iter().flatten() {
+        let headers: Vec<String> = r["headers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, h)| format!("{k}: {}", h.as_str().unwrap_or("")))
+            .collect();
+        writeln!(
+            out,
+            "rate limits of {} (at {}): {}",
+            or_none(&r["bucket"]),
+            or_none(&r["at"]),
+            headers.join(", ")
+        )?;
+    }
     let proxies: Vec<&str> = v["proxy_variables"]
         .as_array()
         .into_iter()

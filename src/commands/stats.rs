@@ -77,6 +77,8 @@ pub fn stats_json(plan: &Plan, shared: &SharedState, now: u64) -> Value {
                     "refreshes": x.refreshes,
                     "cooldown_until": bs.cooldown_until.filter(|&u| u > now).map(rfc3339),
                     "last_used": x.last_used.map(rfc3339),
+                    "ratelimit": bs.ratelimit,
+                    "ratelimit_at": bs.ratelimit_at.map(rfc3339),
                 }),
             );
         }

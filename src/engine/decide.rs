@@ -484,6 +484,10 @@ impl EngineState {
             }
         }
         let bs = self.shared.buckets.entry(bk.key.clone()).or_default();
+        if !o.ratelimit.is_empty() {
+            bs.ratelimit.clone_from(&o.ratelimit);
+            bs.ratelimit_at = Some(now);
+        }
         match o.class {
             Class::RateLimit => bs.stats.rate_limited += 1,
             Class::Quota => bs.stats.quota += 1,

@@ -118,6 +118,10 @@ pub struct Outcome {
     /// Output tokens already delivered to the caller (for `interrupted`).
     #[serde(default)]
     pub delivered_tokens: u64,
+    /// `x-ratelimit-*` / `anthropic-ratelimit-*` response headers, kept for diagnostics
+    /// (SPEC §4).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub ratelimit: std::collections::BTreeMap<String, String>,
 }
 
 impl Outcome {
@@ -132,6 +136,7 @@ impl Outcome {
             tokens: 0,
             latency_ms: 0,
             delivered_tokens: 0,
+            ratelimit: std::collections::BTreeMap::new(),
         }
     }
 

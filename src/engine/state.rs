@@ -252,6 +252,12 @@ impl BackendState {
 pub struct BucketState {
     /// Cooling while `now < cooldown_until` (SPEC §5.11).
     pub cooldown_until: Option<u64>,
+    /// The rate-limit headers of the last response that carried any, for diagnostics.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ratelimit: BTreeMap<String, String>,
+    /// When those headers arrived (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_at: Option<u64>,
     /// Statistics.
     pub stats: BucketStats,
 }

@@ -93,6 +93,8 @@ pub struct HttpExec<'a> {
     pub attempts: Vec<AttemptInfo>,
     /// Malformed stream events skipped.
     pub malformed: u64,
+    /// The rate-limit headers of the attempt in progress (SPEC §4: kept for diagnostics).
+    last_ratelimit: std::collections::BTreeMap<String, String>,
 }
 
 impl<'a> HttpExec<'a> {
@@ -122,6 +124,7 @@ impl<'a> HttpExec<'a> {
             last: Answer::default(),
             attempts: Vec::new(),
             malformed: 0,
+            last_ratelimit: std::collections::BTreeMap::new(),
         }
     }
 
@@ -208,7 +211,10 @@ impl<'a> HttpExec<'a> {
         let prompt_estimate = turns.iter().map(|t| estimate_tokens(&t.text)).sum::<u64>();
         let first = att.next_msg();
         let (status, headers) = match first {
-            Msg::Head { status, headers } => (status, headers),
+            Msg::Head { status, headers } => {
+                self.last_ratelimit = ratelimit_headers(&headers);
+                (status, headers)
+            }
             Msg::Fail(e) => return transport_outcome(&e, 0, att.elapsed_ms()),
             Msg::Data(_) | Msg::End => {
                 return transport_outcome(&TransportError::Reset, 0, att.elapsed_ms());
@@ -544,6 +550,19 @@ fn transport_outcome(e: &TransportError, delivered: u64, latency_ms: u64) -> Out
     o
 }
 
+/// The `x-ratelimit-*` and `anthropic-ratelimit-*` headers of a response (SPEC §4), at most
+/// 32 of them, values cut to 200 characters.
+pub fn ratelimit_headers(
+    headers: &[(String, String)],
+) -> std::collections::BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("x-ratelimit-") || k.starts_with("anthropic-ratelimit-"))
+        .take(32)
+        .map(|(k, v)| (k.clone(), v.chars().take(200).collect()))
+        .collect()
+}
+
 /// `Retry-After` in milliseconds from response headers: `retry-after-ms`, then `retry-after`
 /// as seconds (fractions allowed) or an HTTP date (SPEC §4).
 pub fn retry_after(headers: &[(String, String)], now_ms: u64) -> Option<u64> {
@@ -618,7 +637,9 @@ impl Executor for HttpExec<'_> {
             o.message = Some(format!("internal error: unknown backend {backend}"));
             return (now_ms(), o);
         };
+        self.last_ratelimit.clear();
         let mut o = self.attempt(b, bucket, prefill);
+        o.ratelimit = std::mem::take(&mut self.last_ratelimit);
         if let Some(m) = &o.message {
             // Provider messages may echo a key back: never let one through (SPEC §7).
             o.message = Some(scrub(m));
