@@ -589,3 +589,65 @@ fn rate_limit_headers_are_kept_for_diagnostics() {
         text.stdout
     );
 }
+
+#[test]
+fn mid_stream_restart_shows_a_one_line_notice_and_the_whole_new_answer() {
+    let a = Server::start(vec![Reply::cut_after(
+        2,
+        ok_stream(&["Half ", "an answer", " never ends"]),
+    )]);
+    let b = Server::start(vec![ok_stream(&["The whole answer."])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({"failover_retry_count": 0}));
+    let out = cli.run(&[
+        "chat",
+        "--profile",
+        "lb",
+        "--set",
+        "mid_stream=restart",
+        "hi",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    // The text already shown stays; the new backend's full answer starts on a fresh line.
+    assert_eq!(out.stdout, "Half an answer\nThe whole answer.\n");
+    let notices: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("[interrupted"))
+        .collect();
+    assert_eq!(
+        notices,
+        ["[interrupted after 4 tokens on a; restarting on b]"],
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn mid_stream_continue_sends_the_partial_answer_as_a_prefill() {
+    let a = Server::start(vec![Reply::cut_after(
+        2,
+        ok_stream(&["The answer ", "is", " never"]),
+    )]);
+    let b = Server::start(vec![ok_stream(&[" forty-two."])]);
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(&a), json!({}));
+    model(
+        &cli,
+        "b",
+        "openai",
+        &openai_base(&b),
+        json!({"accepts-prefill": true}),
+    );
+    cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"], "ephemeralSettings": {"failover_retry_count": 0, "mid_stream": "continue"}}));
+    let out = cli.run(&["chat", "--profile", "lb", "hi"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.stdout, "The answer is forty-two.\n");
+    let body = &b.requests()[0].body;
+    let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last,
+        json!({"role": "assistant", "content": "The answer is"}),
+        "trailing whitespace cut from the prefill"
+    );
+}
