@@ -11,6 +11,7 @@ pub mod commands;
 pub mod driver;
 pub mod engine;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod profile;
 pub mod provider;
 pub mod record;
