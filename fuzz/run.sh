@@ -15,7 +15,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 HOST="$(rustc $TOOLCHAIN -vV | sed -n 's/^host: //p')"
 cargo $TOOLCHAIN build --release --locked --bins --target "$HOST"
 for t in profile trace sse bodies decide; do
-  mkdir -p "corpus/$t" "artifacts/$t"
+  mkdir -p "corpus/$t" "artifacts/$t" "seeds/$t"
   echo "== fuzz $t for ${SECONDS_EACH}s"
   "target/$HOST/release/$t" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
     -artifact_prefix="artifacts/$t/" -print_final_stats=1 "corpus/$t" "seeds/$t" 2>&1 | tail -n 12
