@@ -57,6 +57,96 @@ pub enum Command {
     Stats(StatsArgs),
     /// Version, paths, backends and where their credentials come from (never the values).
     Diagnostics(DiagnosticsArgs),
+    /// Bucket logins: API keys and OAuth tokens per account (SPEC §6.3).
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Serve an OpenAI-compatible API on loopback, every request through the profiles.
+    Serve(ServeArgs),
+}
+
+/// Arguments of `serve` (SPEC §8.3).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Profile serving requests whose `model` names no profile (default: the default profile).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Address to listen on (a non-loopback address needs --api-key).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4000")]
+    pub listen: String,
+    /// Key clients must send as `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Write what really happened as a trace `llxprt simulate` replays (SPEC §9.2).
+    #[arg(long, value_name = "TRACE")]
+    pub record: Option<PathBuf>,
+}
+
+/// `llxprt auth …`
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Store a credential for PROVIDER's BUCKET: an API key (from --key-file or standard
+    /// input, never echoed), or OAuth tokens (--oauth with the endpoints, or --device-url).
+    Login(AuthLoginArgs),
+    /// Delete a bucket's stored credential.
+    Logout(AuthTargetArgs),
+    /// List the stored buckets: kind, expiry, refresh token, cooldown and last use.
+    Status(AuthStatusArgs),
+}
+
+/// Arguments of `auth login`.
+#[derive(Debug, Args)]
+pub struct AuthLoginArgs {
+    /// Provider (aliases: codex = openai, claudecode = anthropic).
+    pub provider: String,
+    /// Bucket (account) name.
+    pub bucket: String,
+    /// File holding the API key (without it and without OAuth flags, standard input).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Sign in with OAuth 2.0 (authorization code + PKCE, loopback redirect).
+    #[arg(long)]
+    pub oauth: bool,
+    /// The authorization endpoint.
+    #[arg(long, value_name = "URL")]
+    pub authorize_url: Option<String>,
+    /// The token endpoint (also used for refreshes).
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// The OAuth client id.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// The scope to ask for.
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+    /// Use the device authorization grant (RFC 8628) at this endpoint instead of a browser
+    /// redirect.
+    #[arg(long, value_name = "URL")]
+    pub device_url: Option<String>,
+    /// Longest wait for the sign-in, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the URL only; never start a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+/// A provider and a bucket.
+#[derive(Debug, Args)]
+pub struct AuthTargetArgs {
+    /// Provider.
+    pub provider: String,
+    /// Bucket.
+    pub bucket: String,
+}
+
+/// Arguments of `auth status`.
+#[derive(Debug, Args)]
+pub struct AuthStatusArgs {
+    /// Only this provider's buckets.
+    pub provider: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `diagnostics`.

@@ -5,6 +5,7 @@
 //! time from recorded traces; the profile layer ([`profile`]) turns JSON files into validated
 //! types; [`cli`] and [`commands`] are the command line.
 
+pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod commands;
@@ -16,6 +17,7 @@ pub mod profile;
 pub mod provider;
 pub mod record;
 pub mod redact;
+pub mod serve;
 pub mod shell;
 pub mod simulate;
 pub mod state_file;

@@ -41,7 +41,11 @@ Type a message to send it; start it with // to send a message beginning with /.
   /profile list | delete NAME | set-default NAME|none
   /stats [lb|buckets]      statistics, circuits and cooldowns
   /diagnostics             versions, paths, backends and where their keys come from
-  /auth …                  bucket logins (not built yet)
+  /auth [P [status]]       stored bucket logins: kind, expiry, refresh token, cooldown, last use
+  /auth P login B --key-file FILE | --oauth --authorize-url U --token-url U --client-id ID
+                           log bucket B in (an API key from a file, or OAuth; --device-url U too)
+  /auth P logout B         delete bucket B's login
+  /auth P enable|disable   use P's OAuth login \"default\" for this session, or the API key
   /retry                   send the last failed or cancelled message again
   /clear                   forget the conversation
   /help                    this list
@@ -104,11 +108,7 @@ pub fn run(
         Slash::ShowParam(k) => say(io, Ok(s.show_param(&k)), true)?,
         Slash::Param(k, v) => say(io, s.set_param(&k, &v), false)?,
         Slash::UnsetParam(k) => say(io, Ok(s.unset_param(&k)), false)?,
-        Slash::Auth(_) => say(
-            io,
-            Err("bucket logins (/auth, llxprt auth) come with the accounts feature, not built yet; use API-key buckets meanwhile: put a key in a file only you can read and /keyfile PATH, then /profile save model NAME".into()),
-            false,
-        )?,
+        Slash::Auth(args) => super::auth::run(s, &args, io)?,
         Slash::SaveModel { name, buckets } => {
             say_lines(io, profiles::save_model(s, &name, &buckets))?;
         }

@@ -17,6 +17,7 @@ use crate::cli::ChatArgs;
 use crate::commands::{CmdError, exit};
 use crate::profile::settings::parse_assignment;
 
+pub mod auth;
 pub mod budget;
 pub mod handlers;
 pub mod profiles;

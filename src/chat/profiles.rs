@@ -104,6 +104,14 @@ pub fn save_model(s: &Session, name: &str, buckets: &[String]) -> Result<Vec<Str
     });
     let doc: Value = serde_json::from_str(&profile.to_json()).expect("profiles serialise");
     let (checked, mut lines) = check(s.store(), name, &doc)?;
+    // SPEC §6.3: each bucket should have a stored login for this provider; say how to make one.
+    lines.extend(crate::auth::store::login_warnings(
+        s.store().root(),
+        info.name,
+        buckets,
+        matches!(&checked, Profile::Model(m) if m.is_oauth()),
+        true,
+    ));
     lines.push(save(s.store(), name, &checked, "model profile")?);
     Ok(lines)
 }

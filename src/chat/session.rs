@@ -33,6 +33,7 @@ use crate::profile::settings::Settings;
 use crate::profile::store::Store;
 use crate::shell::protocol::{Role, Turn};
 
+mod oauth;
 mod overrides;
 
 /// A profile loaded into the session.
@@ -57,6 +58,8 @@ struct Identity {
     keyfile: Option<String>,
     /// `/provider` was used: nothing of the loaded profile's model setup is kept.
     fresh: bool,
+    /// `/auth P enable` (true) or `disable` (false): P's OAuth `default` login or the API key.
+    oauth: Option<bool>,
 }
 
 /// The interactive session (also the one-shot's single turn).
@@ -230,6 +233,13 @@ impl Session {
             m.settings.auth_keyfile = Some(k.clone());
             m.settings.auth_key = None;
         }
+        if let Some(on) = self.ident.oauth {
+            // SPEC §6.3: enable means the OAuth `default` bucket; disable the API key.
+            m.auth = on.then_some(crate::profile::model::Auth {
+                kind: crate::profile::raw::AuthKind::Oauth,
+                buckets: None,
+            });
+        }
         let name = match keep {
             Some((n, orig))
                 if orig.provider == m.provider
@@ -253,9 +263,9 @@ impl Session {
             (n, Profile::Model(m))
         };
         let root = self.store.root().to_path_buf();
+        // SPEC §5.3: an OAuth bucket whose stored login has a refresh token.
         let refreshable = |provider: &str, bucket: &str| {
-            let path = crate::shell::credentials::bucket_path(&root, provider, bucket);
-            std::fs::read_to_string(path).is_ok_and(|t| t.contains("\"refresh_token\""))
+            crate::auth::store::has_refresh_token(&root, provider, bucket)
         };
         let (plan, mut backends) = build_plan(
             &name,

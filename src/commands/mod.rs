@@ -9,9 +9,11 @@ use std::io::{self, Write};
 use crate::cli::{ChatArgs, Cli, Command};
 use crate::profile::store::{Store, StoreError};
 
+pub mod auth;
 pub mod chat;
 pub mod diagnostics;
 pub mod profile;
+pub mod serve;
 pub mod simulate;
 pub mod stats;
 
@@ -108,6 +110,8 @@ pub fn run(cli: Cli, io: &mut Streams<'_>) -> Result<u8, CmdError> {
         Some(Command::Chat(args)) => chat::run(&args, &store()?, io),
         Some(Command::Stats(args)) => stats::run(&args, &store()?, io),
         Some(Command::Diagnostics(args)) => diagnostics::run(&args, &store()?, io),
+        Some(Command::Serve(args)) => serve::run(&args, store()?),
+        Some(Command::Auth(cmd)) => auth::run(cmd, &store()?, io),
         None => {
             // SPEC §8.1: `llxprt [--profile-load NAME] [-i] [PROMPT]`; bare `llxprt` opens the
             // session, a PROMPT without -i answers once.

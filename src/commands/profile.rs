@@ -475,6 +475,14 @@ fn save_model(store: &Store, a: &SaveModelArgs, io: &mut Streams<'_>) -> Result<
         stem(&path),
         path.display()
     )?;
+    // SPEC §6.3: each bucket should have a stored login; say how to make one.
+    if let Some(p) = crate::provider::find(&a.provider) {
+        for w in
+            crate::auth::store::login_warnings(store.root(), p.name, &a.buckets, a.oauth, false)
+        {
+            writeln!(io.err, "{w}")?;
+        }
+    }
     Ok(exit::OK)
 }
 

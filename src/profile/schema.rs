@@ -1,15 +1,16 @@
-//! The generated JSON Schemas (SPEC §2, STYLE 5): produced from the Rust types, committed under
-//! `schema/`, compiled once for validation.
+//! The JSON Schemas (SPEC §2, STYLE 5): generated from the Rust types, committed under
+//! `schema/`, and checked with validators compiled from the committed files at build time.
 //!
-//! Owns: generating the schema text and the compiled validators. Must not: read the committed
-//! files at run time (the binary embeds its own generation, which a test keeps equal to them).
+//! Owns: generating the schema text (for the committed files) and the validators. Must not:
+//! read the committed files at run time (the binary embeds them, and `tests/schema_sync.rs`
+//! keeps them equal to what the types generate; a validator compiled at run time cost ~2.5 ms
+//! of every start-up, two of them in `llxprt chat --set …`).
 
 use std::sync::OnceLock;
 
+use jsonschema::ErrorIterator;
 use schemars::JsonSchema;
 use serde_json::Value;
-
-use super::raw::RawProfile;
 
 /// The schema of a type as pretty JSON with a trailing newline, draft 2020-12.
 pub fn schema_text<T: JsonSchema>() -> String {
@@ -21,25 +22,116 @@ pub fn schema_text<T: JsonSchema>() -> String {
     s
 }
 
-/// `schema/profile.schema.json` as generated from [`RawProfile`].
+/// `schema/profile.schema.json`, as committed (equal to the generation from
+/// [`RawProfile`](super::raw::RawProfile): `tests/schema_sync.rs`).
+pub const PROFILE_SCHEMA_TEXT: &str = include_str!("../../schema/profile.schema.json");
+
+/// `schema/trace.schema.json`, as committed (equal to the generation from
+/// [`Trace`](crate::simulate::trace::Trace): `tests/schema_sync.rs`).
+pub const TRACE_SCHEMA_TEXT: &str = include_str!("../../schema/trace.schema.json");
+
+// Whether a document is valid, compiled from the committed files when llxprt is built. The
+// settings of `--set` and `/set` are the profile schema's `$defs/Settings`, which is what the
+// `Settings` type generates (`tests/schema_sync.rs`).
+mod compiled {
+    #[jsonschema::validator(
+        path = "schema/profile.schema.json",
+        draft = Draft202012,
+        methods = { is_valid = true, validate = false, iter_errors = false }
+    )]
+    pub(super) struct Profile;
+
+    #[jsonschema::validator(
+        path = "schema/trace.schema.json",
+        draft = Draft202012,
+        methods = { is_valid = true, validate = false, iter_errors = false }
+    )]
+    pub(super) struct Trace;
+
+    #[jsonschema::validator(
+        schema = r#"{"$ref": "urn:llxprt:profile#/$defs/Settings"}"#,
+        draft = Draft202012,
+        resources = { "urn:llxprt:profile" => { path = "schema/profile.schema.json" } },
+        methods = { is_valid = true, validate = false, iter_errors = false }
+    )]
+    pub(super) struct Settings;
+}
+
+/// A committed schema: whether a document is valid is answered by a validator compiled at
+/// build time; what is wrong with an invalid one, by the validator compiled from the same text
+/// at run time (on first use), whose errors — their order and the branches of unions — the
+/// diagnostics are made from (SPEC §2.3).
+pub struct Schema {
+    text: &'static str,
+    root: Option<&'static str>,
+    value: OnceLock<Value>,
+    validator: OnceLock<jsonschema::Validator>,
+    is_valid: fn(&Value) -> bool,
+}
+
+impl Schema {
+    const fn new(
+        text: &'static str,
+        root: Option<&'static str>,
+        is_valid: fn(&Value) -> bool,
+    ) -> Schema {
+        Schema {
+            text,
+            root,
+            value: OnceLock::new(),
+            validator: OnceLock::new(),
+            is_valid,
+        }
+    }
+
+    /// The schema as JSON (parsed on first use).
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            let mut v: Value =
+                serde_json::from_str(self.text).expect("the committed schema is JSON");
+            if let Some(def) = self.root {
+                // A definition checked on its own: the document's `$defs`, entered by `$ref`.
+                let defs = v.get_mut("$defs").map(Value::take).unwrap_or_default();
+                v = serde_json::json!({ "$ref": format!("#/$defs/{def}"), "$defs": defs });
+            }
+            v
+        })
+    }
+
+    /// Whether `instance` is valid (no schema is compiled at run time).
+    pub fn is_valid(&self, instance: &Value) -> bool {
+        (self.is_valid)(instance)
+    }
+
+    /// Every error of `instance` (compiles the schema on first use; meant for invalid
+    /// documents).
+    pub fn iter_errors<'i>(&'i self, instance: &'i Value) -> ErrorIterator<'i> {
+        self.validator
+            .get_or_init(|| {
+                jsonschema::draft202012::options()
+                    .build(self.value())
+                    .expect("the committed schemas are valid draft 2020-12 schemas")
+            })
+            .iter_errors(instance)
+    }
+}
+
+/// The profile schema (`schema/profile.schema.json`).
+pub static PROFILE: Schema = Schema::new(PROFILE_SCHEMA_TEXT, None, compiled::Profile::is_valid);
+
+/// The trace schema (`schema/trace.schema.json`).
+pub static TRACE: Schema = Schema::new(TRACE_SCHEMA_TEXT, None, compiled::Trace::is_valid);
+
+/// The settings object (`$defs/Settings` of the profile schema): `--set`, `/set`.
+pub static SETTINGS: Schema = Schema::new(
+    PROFILE_SCHEMA_TEXT,
+    Some("Settings"),
+    compiled::Settings::is_valid,
+);
+
+/// `schema/profile.schema.json` as JSON.
 pub fn profile_schema() -> &'static Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        serde_json::from_str(&schema_text::<RawProfile>()).expect("the generated schema is JSON")
-    })
-}
-
-/// The compiled profile validator (compiled once per process).
-pub fn profile_validator() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| compile(profile_schema()))
-}
-
-/// Compiles a generated schema; generated schemas always compile (a test checks each).
-pub fn compile(schema: &Value) -> jsonschema::Validator {
-    jsonschema::draft202012::options()
-        .build(schema)
-        .expect("generated schemas are valid draft 2020-12 schemas")
+    PROFILE.value()
 }
 
 /// The schema node that describes the value at `pointer` in `instance`, following `$ref`s,

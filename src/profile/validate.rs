@@ -151,13 +151,13 @@ fn char_position(bytes: &[u8], line: usize, byte_column: usize) -> (usize, usize
 
 /// Layer 2: the schema. A union's failure is reported as the errors of the branch the value
 /// belongs to (never only "not valid under any of the schemas").
-pub fn schema_findings(
-    validator: &jsonschema::Validator,
-    root_schema: &Value,
-    value: &Value,
-) -> Vec<Finding> {
+pub fn schema_findings(schema: &schema::Schema, value: &Value) -> Vec<Finding> {
     let mut out = Vec::new();
-    for e in validator.iter_errors(value) {
+    if schema.is_valid(value) {
+        return out;
+    }
+    let root_schema = schema.value();
+    for e in schema.iter_errors(value) {
         collect(&e, root_schema, value, &mut out);
     }
     out.dedup();
@@ -437,11 +437,7 @@ fn prune(value: &Value, findings: &[Finding]) -> Value {
 }
 
 /// Layers 1 and 2 and the typed parse, for any schema-described document.
-pub fn check_document<T: DeserializeOwned>(
-    bytes: &[u8],
-    validator: &jsonschema::Validator,
-    root_schema: &Value,
-) -> Checked<T> {
+pub fn check_document<T: DeserializeOwned>(bytes: &[u8], schema: &schema::Schema) -> Checked<T> {
     let text = String::from_utf8_lossy(bytes).into_owned();
     let value = match serde_json::from_slice::<Value>(bytes) {
         Ok(v) => v,
@@ -461,7 +457,7 @@ pub fn check_document<T: DeserializeOwned>(
             };
         }
     };
-    let findings = schema_findings(validator, root_schema, &value);
+    let findings = schema_findings(schema, &value);
     let parsed = if findings.is_empty() {
         match serde_json::from_value::<T>(value.clone()) {
             Ok(p) => Some(p),
@@ -607,14 +603,13 @@ pub fn check_profile(
             ],
         };
     }
-    let c =
-        check_document::<RawProfile>(bytes, schema::profile_validator(), schema::profile_schema());
+    let c = check_document::<RawProfile>(bytes, &schema::PROFILE);
     let Some(raw) = c.parsed else {
         let mut findings = c.findings;
         // The semantic layer still looks at what the schema did not reject.
         if let Some(v) = &c.value {
             let pruned = prune(v, &findings);
-            if schema::profile_validator().is_valid(&pruned)
+            if schema::PROFILE.is_valid(&pruned)
                 && let Ok(raw) = serde_json::from_value::<RawProfile>(pruned)
             {
                 let flagged: Vec<String> = findings.iter().map(|f| f.pointer.clone()).collect();

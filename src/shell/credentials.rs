@@ -88,6 +88,15 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// A secret read from `source` (`oauth`: an access token, else an API key).
+    pub fn new(value: String, oauth: bool, source: Source) -> Secret {
+        Secret {
+            value,
+            oauth,
+            source,
+        }
+    }
+
     /// The value, for the request header only.
     pub fn expose(&self) -> &str {
         &self.value

@@ -28,6 +28,10 @@ pub trait AnswerSink {
     fn text(&mut self, text: &str);
     /// A one-line notice for the user (stderr).
     fn notice(&mut self, line: &str);
+    /// The raw body of a complete non-streamed 2xx answer, just before its text is delivered.
+    /// `serve` relays a Chat Completions message it does not interpret (tool calls) from it
+    /// (SPEC §8.3); other sinks ignore it.
+    fn complete_body(&mut self, _body: &[u8]) {}
 }
 
 /// The current Unix time in milliseconds: the engine's clock in the shell (SPEC §5.9).
@@ -95,6 +99,13 @@ pub struct HttpExec<'a> {
     pub malformed: u64,
     /// The rate-limit headers of the attempt in progress (SPEC §4: kept for diagnostics).
     last_ratelimit: std::collections::BTreeMap<String, String>,
+    /// OAuth buckets: tokens sent and refreshes failed in this turn (SPEC §6.3).
+    tokens: crate::auth::refresh::Refresher,
+    /// The secret the attempt in progress sent, to scrub from the provider's message.
+    sent_secret: Option<Secret>,
+    /// `serve`'s client messages, sent unchanged to Chat Completions backends in place of
+    /// the ones built from `turns` (SPEC §8.3 pass-through).
+    raw_messages: Option<&'a [serde_json::Value]>,
 }
 
 impl<'a> HttpExec<'a> {
@@ -125,7 +136,19 @@ impl<'a> HttpExec<'a> {
             attempts: Vec::new(),
             malformed: 0,
             last_ratelimit: std::collections::BTreeMap::new(),
+            tokens: crate::auth::refresh::Refresher::default(),
+            sent_secret: None,
+            raw_messages: None,
         }
+    }
+
+    /// Sends these Chat Completions messages as given instead of the ones built from the
+    /// turns (`serve` pass-through of tool messages and image parts, SPEC §8.3); backends of
+    /// other protocols never get here (the plan leaves them out).
+    #[must_use]
+    pub fn with_raw_messages(mut self, messages: &'a [serde_json::Value]) -> Self {
+        self.raw_messages = Some(messages);
+        self
     }
 
     /// The delivered answer (after `Deliver`), the `continue` prefix included.
@@ -137,15 +160,27 @@ impl<'a> HttpExec<'a> {
         a
     }
 
-    fn credential(&self, b: &ResolvedBackend, bucket: &str) -> Result<Option<Secret>, String> {
-        credentials::resolve(
-            &self.root,
-            b.profile.provider_info(),
-            bucket,
-            b.profile.settings.auth_keyfile.as_deref(),
-            b.profile.settings.auth_key.as_deref(),
-            self.getenv,
-        )
+    /// The credential for one Send. An OAuth bucket's token that expires within 60 s is
+    /// refreshed first (SPEC §6.3); why that is part of obtaining the credential and not an
+    /// engine decision is in [`crate::auth::refresh`]'s docs.
+    fn credential(&mut self, b: &ResolvedBackend, bucket: &str) -> Result<Option<Secret>, String> {
+        let provider = b.profile.provider_info();
+        let secret = match self
+            .tokens
+            .before_use(&self.root, provider.name, bucket, now_ms())?
+        {
+            Some(s) => Some(s),
+            None => credentials::resolve(
+                &self.root,
+                provider,
+                bucket,
+                b.profile.settings.auth_keyfile.as_deref(),
+                b.profile.settings.auth_key.as_deref(),
+                self.getenv,
+            )?,
+        };
+        self.sent_secret.clone_from(&secret);
+        Ok(secret)
     }
 
     fn attempt(&mut self, b: &ResolvedBackend, bucket: &str, prefill: bool) -> Outcome {
@@ -193,7 +228,12 @@ impl<'a> HttpExec<'a> {
             prefill: prefill_text.as_deref(),
         };
         let stream = settings.streaming != Some(Streaming::Disabled);
-        let req = protocol::build_request(&target, &conversation, stream);
+        let mut req = protocol::build_request(&target, &conversation, stream);
+        if let Some(raw) = self.raw_messages
+            && info.protocol == crate::provider::Protocol::ChatCompletions
+        {
+            req.body["messages"] = serde_json::Value::Array(raw.to_vec());
+        }
         let deadlines = Deadlines {
             connect_ms: b.settings.connect_timeout_ms,
             first_byte_ms: b.settings.first_byte_timeout_ms,
@@ -252,6 +292,7 @@ impl<'a> HttpExec<'a> {
                     if prefill_text.is_none() {
                         self.partial.clear();
                     }
+                    self.sink.complete_body(&body);
                     self.sink.text(&r.text);
                     let usage = r.usage.unwrap_or(Usage {
                         prompt_tokens: prompt_estimate,
@@ -642,7 +683,11 @@ impl Executor for HttpExec<'_> {
         o.ratelimit = std::mem::take(&mut self.last_ratelimit);
         if let Some(m) = &o.message {
             // Provider messages may echo a key back: never let one through (SPEC §7).
-            o.message = Some(scrub(m));
+            let mut m = scrub(m);
+            if let Some(s) = self.sent_secret.take().filter(|s| m.contains(s.expose())) {
+                m = m.replace(s.expose(), &redact(s.expose()));
+            }
+            o.message = Some(m);
         }
         (now_ms(), o)
     }
@@ -651,12 +696,23 @@ impl Executor for HttpExec<'_> {
         &mut self,
         _now: u64,
         _request: RequestId,
-        _backend: &str,
-        _bucket: &str,
+        backend: &str,
+        bucket: &str,
     ) -> (u64, bool) {
-        // OAuth refresh arrives with bucket credentials (accounts issue); until then a refresh
-        // cannot succeed, so the engine advances to the next bucket.
-        (now_ms(), false)
+        // SPEC §5.3, §6.3: the `refresh_token` grant under the bucket's lock, or the token
+        // another process stored meanwhile; the engine decides what follows from `ok`.
+        let Some(b) = self.backends.iter().find(|b| b.name == backend) else {
+            return (now_ms(), false);
+        };
+        let provider = b.profile.provider_info().name;
+        let ok = match self.tokens.after_401(&self.root, provider, bucket) {
+            Ok(()) => true,
+            Err(e) => {
+                self.sink.notice(&format!("[{}]", scrub(&e)));
+                false
+            }
+        };
+        (now_ms(), ok)
     }
 
     fn wait_until(&mut self, _now: u64, until: u64) -> Option<u64> {

@@ -4,7 +4,6 @@
 //! Owns: what a trace may contain. Must not: run anything.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -150,19 +149,6 @@ pub struct Entry {
     pub until_ms: Option<u64>,
 }
 
-/// The generated trace schema.
-pub fn trace_schema() -> &'static Value {
-    static S: OnceLock<Value> = OnceLock::new();
-    S.get_or_init(|| {
-        serde_json::from_str(&schema::schema_text::<Trace>()).expect("generated schema is JSON")
-    })
-}
-
-fn trace_validator() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| schema::compile(trace_schema()))
-}
-
 /// Checks a trace file's bytes: syntax, schema, semantics (embedded profiles included).
 /// Whether referenced profiles exist outside the trace is checked when it runs.
 pub fn check_trace(bytes: &[u8]) -> Checked<Trace> {
@@ -180,7 +166,7 @@ pub fn check_trace(bytes: &[u8]) -> Checked<Trace> {
             )],
         };
     }
-    let mut c = validate::check_document::<Trace>(bytes, trace_validator(), trace_schema());
+    let mut c = validate::check_document::<Trace>(bytes, &schema::TRACE);
     let Some(trace) = &c.parsed else { return c };
     let mut f = Vec::new();
     if trace.version != 1 {
@@ -281,14 +267,7 @@ impl Trace {
 
 /// Reads a JSON value as a settings object for `--set` and checks it against the schema.
 pub fn check_settings_value(v: &Value) -> Result<Settings, String> {
-    static V: OnceLock<(Value, jsonschema::Validator)> = OnceLock::new();
-    let (schema, validator) = V.get_or_init(|| {
-        let s: Value = serde_json::from_str(&schema::schema_text::<Settings>())
-            .expect("generated schema is JSON");
-        let v = schema::compile(&s);
-        (s, v)
-    });
-    let findings = validate::schema_findings(validator, schema, v);
+    let findings = validate::schema_findings(&schema::SETTINGS, v);
     if let Some(f) = findings.first() {
         return Err(format!(
             "{}: {}",

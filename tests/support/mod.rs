@@ -7,6 +7,8 @@
     reason = "each test binary uses its own subset of the fixture"
 )]
 
+pub mod oauth;
+pub mod serve;
 pub mod server;
 
 use std::fmt::Write as _;

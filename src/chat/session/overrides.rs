@@ -32,7 +32,7 @@ fn shown(key: &str, v: &Value) -> String {
 }
 
 impl Session {
-    fn refuse_with_lb(&self, what: &str) -> Result<(), String> {
+    pub(super) fn refuse_with_lb(&self, what: &str) -> Result<(), String> {
         match &self.loaded {
             Some(l) if self.lb_loaded() => Err(format!(
                 "{what} is refused while load balancer \"{}\" is loaded: each backend's comes from its own profile (SPEC §3)",

@@ -1,0 +1,189 @@
+//! `cargo bench --bench serve_overhead`: what `llxprt serve` adds to a request (SPEC §8.3),
+//! with the loopback server of the tests as the provider. Prints:
+//! - sequential: the same streamed request made directly to the upstream and through
+//!   `llxprt serve`, alternately, over at least 1 000 requests each: p50 and p99 of both, and
+//!   of the added latency (each pair's difference);
+//! - concurrent: requests per second with 16 clients, through `serve` and directly.
+//!
+//! No timed assertions: a reader compares the figures with the target (p50 overhead
+//! ≤ 0.2 ms). Each request through `serve` includes the engine's steps on the shared state
+//! file (SPEC §5.9: lock, re-read, decide, atomic write with fsync), so the figures depend on
+//! the filesystem under `LLXPRT_HOME` (a temp directory here).
+
+#[path = "../tests/support/server.rs"]
+mod server;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use server::{Reply, Server, openai_stream};
+
+const SEQUENTIAL: usize = 1000;
+const WARMUP: usize = 50;
+const CLIENTS: usize = 16;
+const PER_CLIENT: usize = 100;
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let i = ((s.len() as f64 - 1.0) * p).round() as usize;
+    s[i]
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(CLIENTS * 2)
+        .build()
+        .into()
+}
+
+/// One request; the whole streamed body read. Milliseconds.
+fn once(agent: &ureq::Agent, url: &str, body: &Value) -> f64 {
+    let start = Instant::now();
+    let resp = agent
+        .post(url)
+        .send_json(body)
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut sink = Vec::new();
+    resp.into_body()
+        .into_reader()
+        .read_to_end(&mut sink)
+        .expect("body read");
+    assert!(sink.ends_with(b"data: [DONE]\n\n"), "a complete stream");
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The serve process, killed when dropped (also when the bench panics).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_serve(home: &std::path::Path) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llxprt"))
+        .args(["serve", "--profile", "bench", "--listen", "127.0.0.1:0"])
+        .env("LLXPRT_HOME", home)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("llxprt runs");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    // Keeps draining the per-request log lines, so serve never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let child = Running(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve starts");
+    (child, format!("http://{addr}"))
+}
+
+fn rps(url: &str, body: &Value) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..CLIENTS {
+            scope.spawn(|| {
+                let a = agent();
+                for _ in 0..PER_CLIENT {
+                    once(&a, url, body);
+                }
+            });
+        }
+    });
+    (CLIENTS * PER_CLIENT) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One run with the llxprt root (and so the shared state file) under `tmp`.
+fn run(label: &str, tmp: &std::path::Path, upstream: &Server) {
+    let home = tempfile::tempdir_in(tmp).unwrap();
+    let profile = json!({"version": 1, "provider": "openai", "model": "m",
+        "ephemeralSettings": {"base-url": format!("{}/v1", upstream.url()), "auth-key": "sk-bench-0123456789abcdef"}});
+    std::fs::create_dir_all(home.path().join("profiles")).unwrap();
+    std::fs::write(
+        home.path().join("profiles/bench.json"),
+        serde_json::to_vec_pretty(&profile).unwrap(),
+    )
+    .unwrap();
+    let (serve, serve_url) = start_serve(home.path());
+    let direct = format!("{}/v1/chat/completions", upstream.url());
+    let via = format!("{serve_url}/v1/chat/completions");
+    let body =
+        json!({"model": "bench", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+
+    let client = agent();
+    for _ in 0..WARMUP {
+        once(&client, &direct, &body);
+        once(&client, &via, &body);
+    }
+    let (mut plain, mut served, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..SEQUENTIAL {
+        let x = once(&client, &direct, &body);
+        let y = once(&client, &via, &body);
+        plain.push(x);
+        served.push(y);
+        diff.push(y - x);
+    }
+    println!("{label}");
+    println!("  sequential, {SEQUENTIAL} streamed requests each (ms):");
+    println!(
+        "    direct to the upstream: p50 {:.3}  p99 {:.3}",
+        percentile(&plain, 0.5),
+        percentile(&plain, 0.99)
+    );
+    println!(
+        "    through llxprt serve:   p50 {:.3}  p99 {:.3}",
+        percentile(&served, 0.5),
+        percentile(&served, 0.99)
+    );
+    println!(
+        "    added by serve:         p50 {:.3}  p99 {:.3}  (target: p50 <= 0.2)",
+        percentile(&diff, 0.5),
+        percentile(&diff, 0.99)
+    );
+    let direct_rps = rps(&direct, &body);
+    let serve_rps = rps(&via, &body);
+    println!(
+        "  concurrent, {CLIENTS} clients x {PER_CLIENT} requests: direct {direct_rps:.0} req/s, through serve {serve_rps:.0} req/s"
+    );
+    drop(serve);
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // `cargo test --benches`: nothing to time
+    }
+    let upstream = Server::start(vec![Reply::sse(openai_stream(
+        &["Hello", " there"],
+        Some("stop"),
+        true,
+        Some((3, 2)),
+    ))]);
+    run(
+        "state file in the temp directory (fsync reaches the disk):",
+        &std::env::temp_dir(),
+        &upstream,
+    );
+    // The same on a RAM filesystem, where fsync is free: what serve itself adds.
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        run("state file on /dev/shm (tmpfs):", shm, &upstream);
+    }
+}

@@ -1,0 +1,230 @@
+//! One `serve` request through the one loop (SPEC §5.1, §8.3): [`crate::driver::drive`] with
+//! the HTTP executor ([`HttpExec`]), exactly as `chat` runs a turn, over the engine state that
+//! every connection shares.
+//!
+//! Owns: the shared engine state of the process — the requests in flight of every thread and
+//! the persisted state file, each engine step under one mutex and the file's lock (SPEC §5.9:
+//! lock → re-read → decide → write) — unique request ids, and noting which backend an attempt
+//! is on (for the sink) and when a cooling bucket or skipped backend is ready again (for
+//! `Retry-After`). Must not: decide anything; every order comes from the engine.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+
+use super::record::Recording;
+use super::sink::{Serving, ServingCell};
+use crate::chat::turn::Prepared;
+use crate::driver::{self, Ending, Executor, StateStore};
+use crate::engine::state::SharedState;
+use crate::engine::{Action, Event, Outcome, RequestId};
+use crate::profile::resolve::ResolvedBackend;
+use crate::record::RecordingExec;
+use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
+use crate::shell::protocol::Turn;
+use crate::state_file::StateFile;
+
+/// The engine state all connections share.
+pub struct Engine {
+    file: Mutex<StateFile>,
+    next: AtomicU32,
+}
+
+impl Engine {
+    /// The engine over `<root>/state/state.json`; returns the keys of the file that were
+    /// dropped because they did not parse (to be reported once).
+    pub fn new(root: &Path) -> (Engine, Vec<String>) {
+        let mut file = StateFile::new(root);
+        let _ = file.read();
+        let warnings = std::mem::take(&mut file.warnings);
+        (
+            Engine {
+                file: Mutex::new(file),
+                next: AtomicU32::new(1),
+            },
+            warnings,
+        )
+    }
+
+    /// A fresh request id: the process id and a counter, so it is unique among the requests
+    /// of this process and of any other process sharing the state file (a probe names its
+    /// request, SPEC §5.6).
+    pub fn next_id(&self) -> RequestId {
+        (u64::from(std::process::id()) << 32) | u64::from(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The persisted shared state, as it is now.
+    pub fn shared(&self) -> std::io::Result<SharedState> {
+        self.file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read()
+    }
+}
+
+/// One engine step for one request, under the process-wide mutex (the requests in flight of
+/// every thread live in the one [`StateFile`]) and the file's lock.
+struct Handle<'e>(&'e Mutex<StateFile>);
+
+impl StateStore for Handle<'_> {
+    fn step(&mut self, event: &Event) -> Vec<Action> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .step(event)
+    }
+}
+
+/// Forwards to the executor and notes what the caller needs to report the request.
+struct Watch<'b, E: Executor> {
+    inner: E,
+    backends: &'b [ResolvedBackend],
+    serving: ServingCell,
+    retry_at: Option<u64>,
+}
+
+impl<E: Executor> Executor for Watch<'_, E> {
+    fn send(
+        &mut self,
+        now: u64,
+        request: RequestId,
+        backend: &str,
+        bucket: &str,
+        prefill: bool,
+    ) -> (u64, Outcome) {
+        let model = self
+            .backends
+            .iter()
+            .find(|b| b.name == backend)
+            .map(|b| b.profile.model.clone())
+            .unwrap_or_default();
+        *self.serving.borrow_mut() = Serving {
+            backend: backend.to_string(),
+            bucket: bucket.to_string(),
+            model,
+        };
+        self.inner.send(now, request, backend, bucket, prefill)
+    }
+    fn refresh(
+        &mut self,
+        now: u64,
+        request: RequestId,
+        backend: &str,
+        bucket: &str,
+    ) -> (u64, bool) {
+        self.inner.refresh(now, request, backend, bucket)
+    }
+    fn wait_until(&mut self, now: u64, until: u64) -> Option<u64> {
+        self.inner.wait_until(now, until)
+    }
+    fn observe(&mut self, now: u64, request: RequestId, actions: &[Action]) {
+        for a in actions {
+            let until = match a {
+                Action::Cooldown { until_ms, .. } => Some(*until_ms),
+                Action::Skipped { until_ms, .. } => *until_ms,
+                _ => None,
+            };
+            if let Some(u) = until {
+                self.retry_at = Some(self.retry_at.map_or(u, |r| r.min(u)));
+            }
+        }
+        self.inner.observe(now, request, actions);
+    }
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+}
+
+/// What one request runs.
+pub struct Job<'a> {
+    /// The llxprt root (credentials).
+    pub root: &'a Path,
+    /// The plan and backends.
+    pub prepared: &'a Prepared,
+    /// The conversation.
+    pub turns: &'a [Turn],
+    /// Messages to send as given (pass-through).
+    pub raw_messages: Option<&'a [Value]>,
+    /// The request id.
+    pub id: RequestId,
+    /// Set when the client went away.
+    pub cancel: Arc<AtomicBool>,
+    /// The backend of the attempt in progress, shared with the sink.
+    pub serving: ServingCell,
+}
+
+/// How a request ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The engine's ending.
+    pub ending: Ending,
+    /// The delivered answer (when delivered).
+    pub answer: Answer,
+    /// Every attempt.
+    pub attempts: Vec<AttemptInfo>,
+    /// Malformed stream events skipped.
+    pub malformed: u64,
+    /// The earliest time a cooling bucket or skipped backend is ready again (ms).
+    pub retry_at: Option<u64>,
+    /// Why `--record` could not write, if it could not.
+    pub record_error: Option<String>,
+}
+
+/// Runs one request to its end.
+pub fn run(
+    engine: &Engine,
+    job: &Job<'_>,
+    sink: &mut dyn AnswerSink,
+    recording: Option<&Recording>,
+) -> Finished {
+    let getenv = |k: &str| std::env::var(k).ok();
+    let backends = &job.prepared.backends;
+    let mut exec = HttpExec::new(
+        job.root.to_path_buf(),
+        backends,
+        job.turns,
+        job.prepared.plan.settings.mid_stream,
+        sink,
+        job.cancel.clone(),
+        &getenv,
+    );
+    if let Some(raw) = job.raw_messages {
+        exec = exec.with_raw_messages(raw);
+    }
+    let mut watch = Watch {
+        inner: &mut exec,
+        backends,
+        serving: job.serving.clone(),
+        retry_at: None,
+    };
+    let mut store = Handle(&engine.file);
+    let plan = job.prepared.plan.clone();
+    let now = now_ms();
+    let mut record_error = None;
+    let ending = if let Some(rec) = recording {
+        let (ticket, mut recorder) = rec.start(now);
+        recorder.prepare(&plan, backends);
+        let mut wrapped = RecordingExec {
+            inner: &mut watch,
+            recorder: &mut recorder,
+        };
+        let ending = driver::drive(&mut store, &mut wrapped, job.id, plan, now);
+        // SPEC §9.2: the file is rewritten atomically after each request.
+        record_error = rec.finish(ticket, &recorder).err().map(|e| e.to_string());
+        ending
+    } else {
+        driver::drive(&mut store, &mut watch, job.id, plan, now)
+    };
+    let retry_at = watch.retry_at;
+    let answer = exec.answer();
+    Finished {
+        ending,
+        answer,
+        attempts: std::mem::take(&mut exec.attempts),
+        malformed: exec.malformed,
+        retry_at,
+        record_error,
+    }
+}

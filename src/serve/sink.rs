@@ -1,0 +1,233 @@
+//! Where a `serve` answer goes as the shell delivers it (SPEC §8.3): the streaming client's
+//! socket, one Chat Completions chunk per delivered piece, flushed at once; or, for a
+//! non-streamed request, nowhere until the end.
+//!
+//! Owns: the event-stream response — its head (sent with the first piece, naming the backend
+//! that began the answer), the first chunk carrying the role, the closing chunks (`finish`,
+//! optional usage, `[DONE]`), and the in-band error that ends a stream broken for good.
+//! Must not: decide anything: what reaches the sink was already decided by `mid_stream`
+//! (continue sends only the continuation, buffer only complete attempts).
+//!
+//! Decisions where SPEC is silent:
+//! - The `x-llxprt-backend`/`x-llxprt-bucket` headers of a stream name the backend whose text
+//!   came first (headers cannot change later); each chunk's `model` names the backend that
+//!   produced it.
+//! - A stream broken for good ends with the error event and an unterminated chunked body, so
+//!   even a client that ignores the event sees an incomplete response, never a clean end.
+//! - A client that goes away mid-stream cancels its request (no more tokens are spent on it).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
+
+use super::conn::{self, Conn};
+use super::wire;
+use crate::shell::http::{Answer, AnswerSink};
+
+/// The backend of the attempt in progress (set by the executor before each attempt).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// Backend profile.
+    pub backend: String,
+    /// Bucket.
+    pub bucket: String,
+    /// The backend's own model name.
+    pub model: String,
+}
+
+/// Shared between the executor (which sets it) and the sink (which reads it); one thread.
+pub type ServingCell = Rc<RefCell<Serving>>;
+
+/// Captures what a non-streamed answer needs beyond [`Answer`]: the raw body of a
+/// pass-through answer, and the shell's notices (for the log line).
+#[derive(Debug, Default)]
+pub struct Collect {
+    /// The last complete 2xx body.
+    pub raw_body: Option<Vec<u8>>,
+    /// Notices.
+    pub notices: Vec<String>,
+}
+
+impl AnswerSink for Collect {
+    fn text(&mut self, _text: &str) {}
+    fn notice(&mut self, line: &str) {
+        self.notices.push(line.to_string());
+    }
+    fn complete_body(&mut self, body: &[u8]) {
+        self.raw_body = Some(body.to_vec());
+    }
+}
+
+/// Writes an event stream to the client as the answer arrives.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one response stream"
+)]
+pub struct StreamSink<'c> {
+    conn: &'c mut Conn,
+    id: String,
+    created: u64,
+    serving: ServingCell,
+    close: bool,
+    passthrough: bool,
+    cancel: Arc<AtomicBool>,
+    started: bool,
+    role_sent: bool,
+    broken: bool,
+    /// What the shell captured (notices, a pass-through body).
+    pub collect: Collect,
+}
+
+impl<'c> StreamSink<'c> {
+    /// A sink for request `id`; `close` says whether the connection closes after the answer.
+    pub fn new(
+        conn: &'c mut Conn,
+        id: String,
+        created: u64,
+        serving: ServingCell,
+        close: bool,
+        passthrough: bool,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        StreamSink {
+            conn,
+            id,
+            created,
+            serving,
+            close,
+            passthrough,
+            cancel,
+            started: false,
+            role_sent: false,
+            broken: false,
+            collect: Collect::default(),
+        }
+    }
+
+    /// Whether the response head was sent (the status can no longer change).
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Whether the client went away.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.broken {
+            return;
+        }
+        if self.conn.write_all(bytes).is_err() {
+            self.broken = true;
+            // The client is gone: stop spending tokens on it (SPEC §5.1 cancellation).
+            self.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let s = self.serving.borrow().clone();
+        let head = conn::head(
+            200,
+            &[
+                ("content-type", "text/event-stream".into()),
+                ("cache-control", "no-cache".into()),
+                ("transfer-encoding", "chunked".into()),
+                ("x-llxprt-backend", s.backend),
+                ("x-llxprt-bucket", s.bucket),
+                ("x-request-id", self.id.clone()),
+            ],
+            self.close,
+        );
+        self.write(head.as_bytes());
+    }
+
+    fn event(&mut self, v: &Value) {
+        let text = format!("data: {v}\n\n");
+        self.write(&conn::chunk(text.as_bytes()));
+    }
+
+    fn model(&self) -> String {
+        self.serving.borrow().model.clone()
+    }
+
+    /// Ends a delivered answer: the finish chunk, the usage chunk when asked for, `[DONE]`.
+    pub fn finish_ok(&mut self, answer: &Answer, include_usage: bool) {
+        self.start();
+        let model = self.model();
+        let raw = if self.passthrough {
+            self.collect
+                .raw_body
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        } else {
+            None
+        };
+        if let Some(up) = raw {
+            for c in wire::passthrough_chunks(&self.id, self.created, &model, &up) {
+                self.event(&c);
+            }
+        } else {
+            if !self.role_sent {
+                self.role_sent = true;
+                let c = wire::chunk(
+                    &self.id,
+                    self.created,
+                    &model,
+                    &json!({"role": "assistant", "content": ""}),
+                    None,
+                );
+                self.event(&c);
+            }
+            let reason = wire::finish_reason(answer.finish_reason.as_deref());
+            let c = wire::chunk(&self.id, self.created, &model, &json!({}), Some(reason));
+            self.event(&c);
+        }
+        if include_usage {
+            let c = wire::usage_chunk(&self.id, self.created, &model, answer.usage);
+            self.event(&c);
+        }
+        self.write(&conn::chunk(b"data: [DONE]\n\n"));
+        self.write(b"0\r\n\r\n");
+    }
+
+    /// Ends a stream that broke for good after output began (SPEC §8.3): the in-band error
+    /// event, never `[DONE]`; the body is left unterminated and the connection closes.
+    pub fn finish_interrupted(&mut self, message: &str) {
+        let v = json!({"error": {"message": message, "type": "stream_interrupted", "param": null, "code": "stream_interrupted"}});
+        self.event(&v);
+    }
+}
+
+impl AnswerSink for StreamSink<'_> {
+    fn text(&mut self, text: &str) {
+        if self.passthrough || text.is_empty() {
+            return;
+        }
+        self.start();
+        let model = self.model();
+        let delta = if self.role_sent {
+            json!({"content": text})
+        } else {
+            self.role_sent = true;
+            json!({"role": "assistant", "content": text})
+        };
+        let c = wire::chunk(&self.id, self.created, &model, &delta, None);
+        self.event(&c);
+    }
+
+    fn notice(&mut self, line: &str) {
+        self.collect.notice(line);
+    }
+
+    fn complete_body(&mut self, body: &[u8]) {
+        self.collect.complete_body(body);
+    }
+}
