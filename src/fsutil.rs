@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename over
 /// the target, fsync the directory (SPEC §1). New files get mode 0600.
@@ -17,30 +17,81 @@ pub fn write_atomic_with(
     bytes: &[u8],
     before_rename: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    stage(path, bytes)?.commit_with(Durable::Yes, before_rename)
+}
+
+/// [`write_atomic_with`] without a test hook.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    stage(path, bytes)?.commit(Durable::Yes)
+}
+
+/// Whether [`Staged::commit`] makes the rename itself durable (fsync of the directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Sync the directory after the rename: once `commit` returns, a power loss keeps the
+    /// new version (profiles, credentials, settings).
+    Yes,
+    /// No directory sync. The write is just as atomic: the data is synced before the rename,
+    /// and a rename is atomic for every reader and across a crash, so the name always holds a
+    /// whole old or whole new file; a power loss right after may only bring back the previous
+    /// version. For files whose last update may be lost that way (the engine state, SPEC §5.9).
+    RenameOnly,
+}
+
+/// The new content of a file, written to a temp file next to it and waiting to replace it.
+/// Dropping it without [`Staged::commit`] removes the temp file and leaves the target as it was.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+/// Writes `bytes` to a new temp file (mode 0600) in `path`'s directory, creating the
+/// directory if needed; [`Staged::commit`] then syncs it and renames it over `path`.
+pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
+    let dir = dir_of(path);
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".llxprt-tmp-")
         .tempfile_in(dir)?;
     set_private(tmp.as_file())?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    before_rename()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    // Make the rename itself durable; a directory that cannot be opened for sync (some
-    // filesystems) is not an error: the data is already on disk.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(Staged {
+        tmp,
+        path: path.to_path_buf(),
+    })
 }
 
-/// [`write_atomic_with`] without a test hook.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, bytes, || Ok(()))
+impl Staged {
+    /// Syncs the temp file and renames it over the target (SPEC §1).
+    pub fn commit(self, durable: Durable) -> io::Result<()> {
+        self.commit_with(durable, || Ok(()))
+    }
+
+    fn commit_with(
+        self,
+        durable: Durable,
+        before_rename: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.tmp.as_file().sync_all()?;
+        before_rename()?;
+        self.tmp.persist(&self.path).map_err(|e| e.error)?;
+        // Make the rename itself durable; a directory that cannot be opened for sync (some
+        // filesystems) is not an error: the data is already on disk.
+        if durable == Durable::Yes
+            && let Ok(d) = fs::File::open(dir_of(&self.path))
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 #[cfg(unix)]

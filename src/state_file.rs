@@ -5,17 +5,34 @@
 //! `bucket/<provider>/<bucket>`), and running engine steps under the lock: lock → re-read →
 //! decide → write atomically → unlock, so concurrent processes lose no update. Requests in
 //! flight stay in this process's memory. Must not: decide anything (the engine does).
+//!
+//! A step that sends an attempt hands the end of its write — the fsync and the rename of the
+//! already written temp file, then the unlock — to a thread, so the request goes out while the
+//! disk syncs instead of after it. The order lock → re-read → decide → write → unlock is
+//! unchanged: the lock is held until the rename, and the next step of this process waits for
+//! the write first. A failure of that write fails the request at its next step (there always
+//! is one after a send: the attempt's end or its cancellation) instead of before the send.
+//!
+//! The state file is renamed into place without syncing the directory ([`Durable::RenameOnly`]).
+//! That costs no atomicity: the temp file's data is synced before the rename, and a rename is
+//! atomic, so every reader, and the file after a crash, sees a whole old or a whole new state
+//! (SPEC §1). Nor does it lose updates between processes: they see each other's steps through
+//! the file system as soon as the rename is done, whether or not it has reached the disk. A
+//! power loss right after a step may only bring back the state before it (a statistic, a
+//! cursor step, a circuit move), which later outcomes rebuild.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use serde_json::{Map, Value};
 
 use crate::driver::StateStore;
 use crate::engine::state::{BackendState, BucketState, LbState, RequestState, SharedState};
 use crate::engine::{Action, EngineState, Event, RequestId};
-use crate::fsutil::{read_limited, write_atomic};
+use crate::fsutil::{self, Durable, Staged, read_limited};
 
 /// Largest state file read (SPEC §7); statistics are bounded, so a real one stays far below.
 pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
@@ -83,6 +100,10 @@ pub struct StateFile {
     requests: BTreeMap<RequestId, RequestState>,
     /// Keys dropped because they did not parse (reported once by the caller).
     pub warnings: Vec<String>,
+    /// The write of the last step, finishing on its own thread, and the request it was for.
+    pending: Option<(RequestId, JoinHandle<io::Result<()>>)>,
+    /// Requests whose last step's write failed after the step returned: their next step fails.
+    failed: Vec<(RequestId, io::Error)>,
 }
 
 impl StateFile {
@@ -94,6 +115,8 @@ impl StateFile {
             lock_path: dir.join("state.json.lock"),
             requests: BTreeMap::new(),
             warnings: Vec::new(),
+            pending: None,
+            failed: Vec::new(),
         }
     }
 
@@ -135,23 +158,55 @@ impl StateFile {
         }
     }
 
-    /// Changes the shared state under the lock: lock → re-read → `f` → write → unlock.
-    pub fn update<R>(&mut self, f: impl FnOnce(&mut SharedState) -> R) -> std::io::Result<R> {
+    /// Waits for the write of the last step, if it is still finishing; its failure is kept
+    /// for its request.
+    fn settle(&mut self) {
+        if let Some((request, handle)) = self.pending.take() {
+            let done = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the state writer panicked")));
+            if let Err(e) = done {
+                self.failed.push((request, e));
+            }
+        }
+    }
+
+    /// Locks, re-reads, applies `f`, and stages the new state (written to a temp file next to
+    /// the state file, not yet in place). Returns the lock, still held, with it.
+    fn locked_change<R>(
+        &mut self,
+        f: impl FnOnce(&mut SharedState) -> R,
+    ) -> io::Result<(File, Staged, R)> {
+        self.settle();
         let lock = self.lock()?;
         let mut shared = self.read()?;
         let r = f(&mut shared);
         let mut text = serde_json::to_string_pretty(&to_keyed(&shared)).expect("plain data");
         text.push('\n');
-        write_atomic(&self.path, text.as_bytes())?;
+        let staged = fsutil::stage(&self.path, text.as_bytes())?;
+        Ok((lock, staged, r))
+    }
+
+    /// Changes the shared state under the lock: lock → re-read → `f` → write → unlock.
+    pub fn update<R>(&mut self, f: impl FnOnce(&mut SharedState) -> R) -> io::Result<R> {
+        let (lock, staged, r) = self.locked_change(f)?;
+        staged.commit(Durable::RenameOnly)?;
         drop(lock);
         Ok(r)
     }
 
     /// One engine step under the lock; an I/O failure is returned (the caller fails the
-    /// request with it).
-    pub fn try_step(&mut self, event: &Event) -> std::io::Result<Vec<Action>> {
+    /// request with it). A step that sends an attempt returns once the new state is staged;
+    /// its write ends on a thread, before the lock is released (see the module doc).
+    pub fn try_step(&mut self, event: &Event) -> io::Result<Vec<Action>> {
+        self.settle();
+        let request = event.request();
+        if let Some(i) = self.failed.iter().position(|(r, _)| *r == request) {
+            let (_, e) = self.failed.swap_remove(i);
+            return Err(e);
+        }
         let mut requests = std::mem::take(&mut self.requests);
-        let result = self.update(|shared| {
+        let result = self.locked_change(|shared| {
             let mut st = EngineState {
                 shared: std::mem::take(shared),
                 requests: std::mem::take(&mut requests),
@@ -162,7 +217,34 @@ impl StateFile {
             actions
         });
         self.requests = requests;
-        result
+        let (lock, staged, actions) = result?;
+        // Only a send is always followed by another step of the same request (the attempt's
+        // end, or its cancellation), where a failed write still fails the request.
+        let sends = actions.iter().any(|a| matches!(a, Action::Send { .. }))
+            && !actions
+                .iter()
+                .any(|a| matches!(a, Action::Deliver { .. } | Action::Fail { .. }));
+        if sends {
+            let handle = std::thread::Builder::new()
+                .name("llxprt-state".into())
+                .spawn(move || {
+                    let done = staged.commit(Durable::RenameOnly);
+                    drop(lock);
+                    done
+                })?;
+            self.pending = Some((request, handle));
+        } else {
+            staged.commit(Durable::RenameOnly)?;
+            drop(lock);
+        }
+        Ok(actions)
+    }
+}
+
+impl Drop for StateFile {
+    fn drop(&mut self) {
+        // The last write finishes before the process goes on (or exits).
+        self.settle();
     }
 }
 
@@ -210,6 +292,85 @@ mod tests {
         let (back, dropped) = from_keyed(&damaged);
         assert_eq!(dropped, ["lb/lb"]);
         assert!(back.lbs.is_empty() && back.buckets.len() == 1);
+    }
+
+    fn one_backend() -> std::sync::Arc<crate::engine::Plan> {
+        use crate::engine::plan::{BackendPlan, BucketPlan, FailoverSettings};
+        std::sync::Arc::new(crate::engine::Plan {
+            lb: "solo".into(),
+            policy: crate::engine::plan::Policy::Failover,
+            backends: vec![BackendPlan {
+                name: "solo".into(),
+                provider: "openai".into(),
+                model: "m".into(),
+                fingerprint: "f".into(),
+                buckets: vec![BucketPlan {
+                    name: "default".into(),
+                    key: "openai/default".into(),
+                    oauth: false,
+                    refreshable: false,
+                }],
+                context_limit: 0,
+                accepts_prefill: false,
+            }],
+            settings: FailoverSettings::default(),
+        })
+    }
+
+    fn arrive(request: RequestId) -> Event {
+        Event::RequestArrived {
+            now: 1,
+            request,
+            plan: one_backend(),
+        }
+    }
+
+    /// SPEC §5.9: a step whose write ends on a thread still holds the lock until the new state
+    /// is in place; another process's step waits for it and sees it.
+    #[test]
+    fn a_sending_step_is_in_the_file_for_the_next_locked_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = StateFile::new(dir.path());
+        let actions = f.try_step(&arrive(7)).unwrap();
+        assert!(actions.iter().any(|a| matches!(a, Action::Send { .. })));
+        // Another handle on the file is another process as far as the lock goes.
+        let seen = StateFile::new(dir.path())
+            .update(|s| s.lbs["solo"].stats.requests)
+            .unwrap();
+        assert_eq!(seen, 1);
+        f.try_step(&Event::RequestCancelled { now: 2, request: 7 })
+            .unwrap();
+        drop(f);
+        assert_eq!(
+            StateFile::new(dir.path()).read().unwrap().lbs["solo"]
+                .stats
+                .requests,
+            1
+        );
+        // Only the state file is left: no temp file behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// A write that fails after its step returned fails that request's next step, and only
+    /// that request's.
+    #[test]
+    fn a_write_failing_on_its_thread_fails_the_requests_next_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = StateFile::new(dir.path());
+        f.try_step(&arrive(7)).unwrap();
+        f.settle();
+        f.pending = Some((7, std::thread::spawn(|| Err(io::Error::other("disk gone")))));
+        assert!(f.try_step(&arrive(8)).is_ok());
+        let e = f
+            .try_step(&Event::RequestCancelled { now: 2, request: 7 })
+            .unwrap_err();
+        assert_eq!(e.to_string(), "disk gone");
+        let actions = f.step(&Event::RequestCancelled { now: 2, request: 8 });
+        assert!(!actions.iter().any(|a| matches!(a, Action::Fail { .. })));
     }
 
     #[test]

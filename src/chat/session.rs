@@ -82,7 +82,7 @@ pub struct Session {
 
 /// A backend profile by name from the store (model profiles only).
 pub fn lookup_backend(store: &Store, name: &str) -> Result<ModelProfile, String> {
-    match store.load(name).map_err(|e| e.to_string())?.0 {
+    match store.load_backend(name).map_err(|e| e.to_string())? {
         Profile::Model(m) => Ok(m),
         Profile::LoadBalancer(_) => Err(format!("backend \"{name}\" is a load balancer")),
     }

@@ -4,13 +4,15 @@
 //! profiles atomically, and the default profile. Names are checked before any filesystem
 //! access. Must not: print.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Severity};
-use super::model::Profile;
+use super::model::{ModelProfile, Profile};
 use super::names::check_profile_name;
 use super::validate::{self, MAX_PROFILE_BYTES, Resolved, Resolver};
 use crate::fsutil::{read_limited, write_atomic};
@@ -64,7 +66,16 @@ impl std::fmt::Display for StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Model profiles that validated, by file, with the exact bytes they were read from (shared
+    /// by clones). A model profile's validity depends on its bytes alone (its file-system
+    /// checks only warn), so a backend read again with the same bytes is not validated again:
+    /// loading a load balancer checks each backend once, not once for the load balancer's
+    /// check and again for each plan built from it.
+    models: Arc<Mutex<Validated>>,
 }
+
+/// Valid model profiles: file → (its bytes, the profile).
+type Validated = HashMap<PathBuf, (Vec<u8>, ModelProfile)>;
 
 /// One entry of `profile list`.
 #[derive(Debug)]
@@ -79,21 +90,20 @@ impl Store {
     /// The store at `$LLXPRT_HOME`, else `~/.llxprt` (SPEC §1).
     pub fn from_env() -> Result<Store, StoreError> {
         if let Some(root) = std::env::var_os("LLXPRT_HOME").filter(|v| !v.is_empty()) {
-            return Ok(Store {
-                root: PathBuf::from(root),
-            });
+            return Ok(Store::at(root));
         }
         let home = directories::BaseDirs::new().ok_or_else(|| {
             StoreError::Io("cannot find the home directory; set LLXPRT_HOME".into())
         })?;
-        Ok(Store {
-            root: home.home_dir().join(".llxprt"),
-        })
+        Ok(Store::at(home.home_dir().join(".llxprt")))
     }
 
     /// A store at an explicit root.
     pub fn at(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            models: Arc::default(),
+        }
     }
 
     /// The root directory.
@@ -157,16 +167,55 @@ impl Store {
     /// Loads and fully validates a profile, backends included (SPEC §2.3 "every load").
     pub fn load(&self, name: &str) -> Result<(Profile, Vec<Diagnostic>), StoreError> {
         let (path, bytes) = self.read(name)?;
+        self.check(name, path, bytes)
+    }
+
+    /// Validates a profile's bytes read from `path`.
+    fn check(
+        &self,
+        name: &str,
+        path: PathBuf,
+        bytes: Vec<u8>,
+    ) -> Result<(Profile, Vec<Diagnostic>), StoreError> {
         let checked = validate::check_profile(&bytes, self, Some(name));
         let diags =
             validate::place_all(&path.display().to_string(), &checked.text, checked.findings);
         match checked.parsed {
-            Some(p) => Ok((p, diags)),
+            Some(p) => {
+                if let Profile::Model(m) = &p {
+                    self.remember(path, bytes, m);
+                }
+                Ok((p, diags))
+            }
             None => Err(StoreError::Invalid {
                 path,
                 diagnostics: diags,
             }),
         }
+    }
+
+    /// Loads a model profile to run as a backend: [`Store::load`] without the diagnostics,
+    /// which are only warnings for a profile that loads. The file is read every time; its
+    /// validation is skipped when its bytes are those of a profile that validated before.
+    pub fn load_backend(&self, name: &str) -> Result<Profile, StoreError> {
+        let (path, bytes) = self.read(name)?;
+        if let Some(m) = self.remembered(&path, &bytes) {
+            return Ok(Profile::Model(m));
+        }
+        self.check(name, path, bytes).map(|(p, _)| p)
+    }
+
+    fn remembered(&self, path: &Path, bytes: &[u8]) -> Option<ModelProfile> {
+        let models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        models
+            .get(path)
+            .filter(|(b, _)| b == bytes)
+            .map(|(_, m)| m.clone())
+    }
+
+    fn remember(&self, path: PathBuf, bytes: Vec<u8>, m: &ModelProfile) {
+        let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        models.insert(path, (bytes, m.clone()));
     }
 
     /// Lists every profile with its validity.
@@ -357,12 +406,79 @@ impl Store {
 impl Resolver for Store {
     fn resolve(&self, name: &str) -> Resolved {
         match self.read(name) {
-            Ok((path, bytes)) => validate::classify(&bytes, &path),
+            Ok((path, bytes)) => {
+                if let Some(m) = self.remembered(&path, &bytes) {
+                    return Resolved::Model(Box::new(m));
+                }
+                let resolved = validate::classify(&bytes, &path);
+                if let Resolved::Model(m) = &resolved {
+                    self.remember(path, bytes, m);
+                }
+                resolved
+            }
             Err(StoreError::Missing(_) | StoreError::InvalidName(_)) => Resolved::Missing,
             Err(_) => Resolved::Invalid(self.profiles_dir().join(format!("{name}.json"))),
         }
     }
     fn names(&self) -> Vec<String> {
         Store::names(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend checked once is not checked again while its file is unchanged, and any change
+    /// to the file is seen (it is read every time).
+    #[test]
+    fn backends_are_read_every_time_and_revalidated_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        fs::create_dir_all(store.profiles_dir()).unwrap();
+        let write = |name: &str, text: &str| {
+            fs::write(store.profiles_dir().join(format!("{name}.json")), text).unwrap();
+        };
+        write(
+            "a",
+            r#"{"version": 1, "provider": "openai", "model": "m1"}"#,
+        );
+        write(
+            "b",
+            r#"{"version": 1, "provider": "anthropic", "model": "m2"}"#,
+        );
+        write(
+            "lb",
+            r#"{"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"]}"#,
+        );
+        assert!(matches!(
+            store.load("lb"),
+            Ok((Profile::LoadBalancer(_), _))
+        ));
+        let model = |p: Profile| match p {
+            Profile::Model(m) => m.model,
+            Profile::LoadBalancer(_) => panic!("a model profile"),
+        };
+        assert_eq!(model(store.clone().load_backend("a").unwrap()), "m1");
+        write(
+            "a",
+            r#"{"version": 1, "provider": "openai", "model": "m3"}"#,
+        );
+        assert_eq!(model(store.load_backend("a").unwrap()), "m3");
+        write("a", r#"{"version": 1, "provider": "openai"}"#);
+        assert!(matches!(
+            store.load_backend("a"),
+            Err(StoreError::Invalid { .. })
+        ));
+        assert!(matches!(store.resolve("a"), Resolved::Invalid(_)));
+        write(
+            "a",
+            r#"{"version": 1, "provider": "openai", "model": "m1"}"#,
+        );
+        assert!(matches!(store.resolve("a"), Resolved::Model(_)));
+        assert!(matches!(
+            store.load_backend("lb"),
+            Ok(Profile::LoadBalancer(_))
+        ));
     }
 }
