@@ -1101,6 +1101,50 @@ fn fifty_concurrent_streaming_clients_each_get_a_complete_answer_in_exact_round_
     assert_eq!(v["lb"]["requests"], 50);
 }
 
+/// SPEC §5.9: `serve` and one-shot `chat` processes on one round-robin load balancer share
+/// its cursor — serve's threads step in memory under the state file's lock and write by group
+/// commit, and still no step of either is lost — and a `stats` run right after the last
+/// answer already counts every request.
+#[test]
+fn serve_and_chat_processes_share_one_round_robin_cursor() {
+    let names = ["r0", "r1", "r2"];
+    let servers: Vec<Server> = names
+        .iter()
+        .map(|n| Server::start(vec![ok_stream(&[n])]))
+        .collect();
+    let cli = Cli::new();
+    for (n, s) in names.iter().zip(&servers) {
+        model(&cli, n, "openai", &openai_base(s), json!({}));
+    }
+    lb(&cli, "rr", "roundrobin", &names, &json!({}));
+    let serve = Serve::start(&cli, &["--profile", "rr"]);
+    let agent = client();
+    let mut served = Vec::new();
+    for i in 0..12 {
+        if i % 3 == 2 {
+            let out = cli.run(&["chat", "--profile", "rr", "--json", "hi"]);
+            assert_eq!(out.code, 0, "{}", out.render());
+            let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+            served.push(v["backend"].as_str().unwrap().to_string());
+        } else {
+            let r = post(
+                &agent,
+                &serve.chat_url(),
+                &json!({"model": "rr", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+            );
+            served.push(r.header("x-llxprt-backend").expect("a backend").to_string());
+        }
+    }
+    let want: Vec<&str> = (0..12).map(|i| names[i % 3]).collect();
+    assert_eq!(served, want, "one cursor, one step per request");
+    let out = cli.run(&["stats", "--profile", "rr", "--json"]);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["lb"]["requests"], 12, "{}", out.stdout);
+    for n in names {
+        assert_eq!(v["backends"][n]["successes"], 4, "{}", out.stdout);
+    }
+}
+
 /// The official `openai` Python package, used unmodified (SPEC §8.3: any OpenAI-compatible
 /// tool). Skipped, with the reason printed, when the package is not importable.
 #[test]

@@ -239,11 +239,16 @@ impl BackendState {
         Some(now)
     }
 
-    /// Adds a success's tokens and forgets entries that can no longer count.
+    /// Adds a success's tokens and forgets entries that can no longer count. Successes that
+    /// end in the same millisecond share one entry (they count and expire together), which
+    /// keeps the window small under a busy `serve`.
     pub fn tpm_add(&mut self, now: u64, tokens: u64) {
         self.tpm
             .retain(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS);
-        self.tpm.push((now, tokens));
+        match self.tpm.last_mut() {
+            Some((t, n)) if *t == now => *n = n.saturating_add(tokens),
+            _ => self.tpm.push((now, tokens)),
+        }
     }
 }
 
@@ -381,4 +386,26 @@ pub struct EngineState {
     pub shared: SharedState,
     /// Requests in flight.
     pub requests: BTreeMap<RequestId, RequestState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SPEC §5.11: tokens count while `now − t < 60 000`; successes of one millisecond share
+    /// an entry and expire together.
+    #[test]
+    fn tpm_window_merges_one_millisecond_and_expires_exactly() {
+        let mut b = BackendState::default();
+        b.tpm_add(1_000, 10);
+        b.tpm_add(1_000, 5);
+        b.tpm_add(1_001, 7);
+        assert_eq!(b.tpm, [(1_000, 15), (1_001, 7)]);
+        assert_eq!(b.tpm_at(60_999), 22);
+        assert_eq!(b.tpm_at(61_000), 7);
+        assert_eq!(b.tpm_at(61_001), 0);
+        assert_eq!(b.tpm_clear_at(2_000, 20), Some(61_000));
+        b.tpm_add(61_000, 1);
+        assert_eq!(b.tpm, [(1_001, 7), (61_000, 1)]);
+    }
 }

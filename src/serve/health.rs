@@ -39,7 +39,7 @@ pub fn check(ctx: &Ctx) -> (u16, Value, Vec<(&'static str, String)>) {
             );
         }
     };
-    let shared = ctx.engine.shared().unwrap_or_default();
+    let shared = ctx.engine.shared();
     let now = now_ms();
     let mut circuits = Map::new();
     let mut open = 0;

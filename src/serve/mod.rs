@@ -138,7 +138,10 @@ pub fn serve(store: Store, opts: Options, log: &Log) -> Result<(), CmdError> {
             format!("cannot listen on {}: {e}", opts.listen),
         )
     })?;
-    let (engine, dropped) = run::Engine::new(store.root());
+    let report = log.clone();
+    let (engine, dropped) = run::Engine::new(store.root(), move |m: &str| {
+        report(&format!("llxprt serve: warning: {m}"));
+    });
     for k in dropped {
         log(&format!(
             "warning: the state file's entry {k} did not parse and was dropped"
@@ -165,6 +168,7 @@ pub fn serve(store: Store, opts: Options, log: &Log) -> Result<(), CmdError> {
         opts.profile
     ));
     pool::run(&listener, &ctx);
+    ctx.engine.close();
     log(&format!(
         "llxprt serve: stopped after {} requests",
         ctx.requests.load(Ordering::Relaxed)

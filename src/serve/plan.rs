@@ -128,8 +128,7 @@ pub fn prepare(store: &Store, default: &str, req: &ChatRequest) -> Result<Chosen
     };
     let root = store.root().to_path_buf();
     let refreshable = |provider: &str, bucket: &str| {
-        let path = crate::shell::credentials::bucket_path(&root, provider, bucket);
-        std::fs::read_to_string(path).is_ok_and(|t| t.contains("\"refresh_token\""))
+        crate::auth::store::has_refresh_token(&root, provider, bucket)
     };
     let (mut plan, mut backends) = build_plan(
         &name,

@@ -3,49 +3,57 @@
 //! every connection shares.
 //!
 //! Owns: the shared engine state of the process — the requests in flight of every thread and
-//! the persisted state file, each engine step under one mutex and the file's lock (SPEC §5.9:
-//! lock → re-read → decide → write) — unique request ids, and noting which backend an attempt
+//! the persisted state, kept by [`LeasedState`] (SPEC §5.9: each step under the file's lock, on
+//! the newest state, written by group commit off the request's path) — unique request ids, and noting which backend an attempt
 //! is on (for the sink) and when a cooling bucket or skipped backend is ready again (for
 //! `Retry-After`). Must not: decide anything; every order comes from the engine.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
 use super::record::Recording;
 use super::sink::{Serving, ServingCell};
 use crate::chat::turn::Prepared;
-use crate::driver::{self, Ending, Executor, StateStore};
+use crate::driver::{self, Ending, Executor};
 use crate::engine::state::SharedState;
-use crate::engine::{Action, Event, Outcome, RequestId};
+use crate::engine::{Action, Outcome, RequestId};
 use crate::profile::resolve::ResolvedBackend;
 use crate::record::RecordingExec;
 use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
 use crate::shell::protocol::Turn;
-use crate::state_file::StateFile;
+use crate::state_file::LeasedState;
 
 /// The engine state all connections share.
 pub struct Engine {
-    file: Mutex<StateFile>,
+    state: LeasedState,
     next: AtomicU32,
 }
 
 impl Engine {
-    /// The engine over `<root>/state/state.json`; returns the keys of the file that were
-    /// dropped because they did not parse (to be reported once).
-    pub fn new(root: &Path) -> (Engine, Vec<String>) {
-        let mut file = StateFile::new(root);
-        let _ = file.read();
-        let warnings = std::mem::take(&mut file.warnings);
+    /// The engine over `<root>/state/state.json`, its write failures reported through
+    /// `report`; returns the keys of the file that were dropped because they did not parse (to
+    /// be reported once).
+    pub fn new(
+        root: &Path,
+        report: impl Fn(&str) + Send + Sync + 'static,
+    ) -> (Engine, Vec<String>) {
+        let state = LeasedState::open(root, report);
+        let warnings = state.take_warnings();
         (
             Engine {
-                file: Mutex::new(file),
+                state,
                 next: AtomicU32::new(1),
             },
             warnings,
         )
+    }
+
+    /// Writes the state's last steps (at shutdown).
+    pub fn close(&self) {
+        self.state.close();
     }
 
     /// A fresh request id: the process id and a counter, so it is unique among the requests
@@ -55,25 +63,9 @@ impl Engine {
         (u64::from(std::process::id()) << 32) | u64::from(self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// The persisted shared state, as it is now.
-    pub fn shared(&self) -> std::io::Result<SharedState> {
-        self.file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .read()
-    }
-}
-
-/// One engine step for one request, under the process-wide mutex (the requests in flight of
-/// every thread live in the one [`StateFile`]) and the file's lock.
-struct Handle<'e>(&'e Mutex<StateFile>);
-
-impl StateStore for Handle<'_> {
-    fn step(&mut self, event: &Event) -> Vec<Action> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .step(event)
+    /// The shared state, as it is now.
+    pub fn shared(&self) -> SharedState {
+        self.state.snapshot()
     }
 }
 
@@ -199,7 +191,7 @@ pub fn run(
         serving: job.serving.clone(),
         retry_at: None,
     };
-    let mut store = Handle(&engine.file);
+    let mut store = &engine.state;
     let plan = job.prepared.plan.clone();
     let now = now_ms();
     let mut record_error = None;

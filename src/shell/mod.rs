@@ -11,4 +11,5 @@ pub mod credentials;
 pub mod http;
 pub mod protocol;
 pub mod sse;
+pub mod threads;
 pub mod transport;

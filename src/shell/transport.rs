@@ -3,8 +3,9 @@
 //! connection, `first_byte_timeout_ms` from sending until the first body bytes (or the whole
 //! body when not streaming), `stream_idle_timeout_ms` between reads; no total timeout.
 //!
-//! Each attempt runs on its own thread that reads the body into a channel; the caller waits
-//! on the channel with a deadline, which also lets Ctrl-C cancel an attempt in flight.
+//! Each attempt runs on a thread of its own (reused, [`super::threads`]) that reads the body
+//! into a channel; the caller waits on the channel with a deadline, which also lets Ctrl-C
+//! cancel an attempt in flight.
 //! Owns: bytes in and out and transport errors. Must not: parse protocols or decide anything.
 
 use std::io::Read;
@@ -147,7 +148,10 @@ pub fn start(
             .saturating_add(1000),
     );
     let connect = Duration::from_millis(deadlines.connect_ms);
-    std::thread::spawn(move || {
+    // A second sender only for a thread that cannot start; dropped at once otherwise, so a
+    // job that ends without a word still shows as a closed channel.
+    let on_failure = tx.clone();
+    let job = move || {
         let mut b = agent().post(&req.url);
         for (k, v) in &req.headers {
             b = b.header(k.as_str(), v.as_str());
@@ -208,7 +212,13 @@ pub fn start(
                 }
             }
         }
-    });
+    };
+    if let Err(e) = super::threads::run(Box::new(job)) {
+        let _ = on_failure.send(Msg::Fail(TransportError::Other(format!(
+            "cannot start the attempt's thread: {e}"
+        ))));
+    }
+    drop(on_failure);
     Attempt {
         rx,
         started: Instant::now(),

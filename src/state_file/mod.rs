@@ -34,6 +34,9 @@ use crate::engine::state::{BackendState, BucketState, LbState, RequestState, Sha
 use crate::engine::{Action, EngineState, Event, RequestId};
 use crate::fsutil::{self, Durable, Staged, read_limited};
 
+mod lease;
+pub use lease::LeasedState;
+
 /// Largest state file read (SPEC §7); statistics are bounded, so a real one stays far below.
 pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -93,6 +96,47 @@ pub fn from_keyed(v: &Value) -> (SharedState, Vec<String>) {
     (s, dropped)
 }
 
+/// Reads the shared state at `path`: a missing file is the empty state, and so is one that is
+/// not JSON (with a warning pushed to `warnings`, like each key that does not parse).
+fn read_shared(path: &Path, warnings: &mut Vec<String>) -> io::Result<SharedState> {
+    match read_limited(path, MAX_STATE_BYTES) {
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => {
+                let (s, dropped) = from_keyed(&v);
+                warnings.extend(dropped);
+                Ok(s)
+            }
+            Err(e) => {
+                warnings.push(format!("the file is not JSON ({e}); starting afresh"));
+                Ok(SharedState::default())
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SharedState::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state file's text for `shared`.
+fn render(shared: &SharedState) -> String {
+    let mut text = serde_json::to_string_pretty(&to_keyed(shared)).expect("plain data");
+    text.push('\n');
+    text
+}
+
+/// Opens (creating it and its directory) and locks the state file's sibling lock file.
+fn lock_file(lock_path: &Path) -> io::Result<File> {
+    if let Some(dir) = lock_path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)?;
+    f.lock()?;
+    Ok(f)
+}
+
 /// The state file with its lock, and this process's requests in flight.
 pub struct StateFile {
     path: PathBuf,
@@ -125,37 +169,29 @@ impl StateFile {
         &self.path
     }
 
-    fn lock(&self) -> std::io::Result<File> {
-        if let Some(dir) = self.lock_path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)?;
-        f.lock()?;
-        Ok(f)
+    fn lock(&self) -> io::Result<File> {
+        lock_file(&self.lock_path)
     }
 
-    /// Reads the shared state (no lock needed: writes are atomic renames).
-    pub fn read(&mut self) -> std::io::Result<SharedState> {
-        match read_limited(&self.path, MAX_STATE_BYTES) {
-            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(v) => {
-                    let (s, dropped) = from_keyed(&v);
-                    self.warnings.extend(dropped);
-                    Ok(s)
-                }
-                Err(e) => {
-                    self.warnings
-                        .push(format!("the file is not JSON ({e}); starting afresh"));
-                    Ok(SharedState::default())
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SharedState::default()),
-            Err(e) => Err(e),
-        }
+    /// Reads the shared state, under the lock: a file is always whole (writes are atomic
+    /// renames), and the lock also waits for a process that has decided steps it has not
+    /// written yet (a `serve` writing by group commit, [`LeasedState`]), so what is read
+    /// misses no step decided before the call.
+    pub fn read(&mut self) -> io::Result<SharedState> {
+        self.settle();
+        // Every writer creates the lock file first: without one there is nothing to wait for
+        // (and a read-only command creates nothing).
+        let lock = match OpenOptions::new().write(true).open(&self.lock_path) {
+            Ok(f) => {
+                f.lock()?;
+                Some(f)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let shared = read_shared(&self.path, &mut self.warnings);
+        drop(lock);
+        shared
     }
 
     /// Waits for the write of the last step, if it is still finishing; its failure is kept
@@ -179,11 +215,9 @@ impl StateFile {
     ) -> io::Result<(File, Staged, R)> {
         self.settle();
         let lock = self.lock()?;
-        let mut shared = self.read()?;
+        let mut shared = read_shared(&self.path, &mut self.warnings)?;
         let r = f(&mut shared);
-        let mut text = serde_json::to_string_pretty(&to_keyed(&shared)).expect("plain data");
-        text.push('\n');
-        let staged = fsutil::stage(&self.path, text.as_bytes())?;
+        let staged = fsutil::stage(&self.path, render(&shared).as_bytes())?;
         Ok((lock, staged, r))
     }
 
