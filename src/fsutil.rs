@@ -2,6 +2,26 @@
 //!
 //! Owns: writing a file so that a crash at any point leaves either the previous version or the
 //! new one, never a torn file. Must not: decide paths or formats; callers do.
+//!
+//! # Test hook: stalling a write (debug builds only)
+//!
+//! Every write of llxprt — profiles, `settings.json`, credentials, the engine state, recorded
+//! traces — passes through [`stage`] and [`Staged::commit`]. So that a test can kill a real
+//! process in the middle of a write (`tests/crash_safety.rs`), a binary built with debug
+//! assertions (what `cargo test` runs) stalls a write when the environment asks it to:
+//!
+//! - `LLXPRT_TEST_STALL_WRITE=<file name>`: the write whose target's file name is exactly this
+//!   (`work.json`, `settings.json`, `state.json`) stalls;
+//! - `LLXPRT_TEST_STALL_AT=rename` (the default): after the temp file is fully written and
+//!   synced, before the rename; `LLXPRT_TEST_STALL_AT=half`: inside the temp file's write, after
+//!   the first half of the bytes;
+//! - `LLXPRT_TEST_STALL_MARKER=<path>` (default `<target>.stalled`): once stalled, the process
+//!   creates this file (atomically) holding the temp file's path, so the test knows the write is
+//!   mid-flight and can look at what it left.
+//!
+//! The stalled thread then sleeps; after ten minutes it aborts the process without finishing the
+//! write, so a test that died before killing it leaves nothing running for long. In a release
+//! build the hook is compiled out: the variables mean nothing there.
 
 use std::fs;
 use std::io::{self, Write};
@@ -55,7 +75,12 @@ pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
         .prefix(".llxprt-tmp-")
         .tempfile_in(dir)?;
     set_private(tmp.as_file())?;
-    tmp.write_all(bytes)?;
+    // Two writes, so the test hook can stall between them (a kill there leaves a half-written
+    // temp file and the target untouched).
+    let (head, tail) = bytes.split_at(bytes.len() / 2);
+    tmp.write_all(head)?;
+    stall_point(StallAt::Half, path, tmp.path());
+    tmp.write_all(tail)?;
     Ok(Staged {
         tmp,
         path: path.to_path_buf(),
@@ -74,6 +99,7 @@ impl Staged {
         before_rename: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<()> {
         self.tmp.as_file().sync_all()?;
+        stall_point(StallAt::Rename, &self.path, self.tmp.path());
         before_rename()?;
         self.tmp.persist(&self.path).map_err(|e| e.error)?;
         // Make the rename itself durable; a directory that cannot be opened for sync (some
@@ -86,6 +112,57 @@ impl Staged {
         Ok(())
     }
 }
+
+/// Where a write may stall for a test (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StallAt {
+    /// Inside the temp file's write, after half of the bytes (`LLXPRT_TEST_STALL_AT=half`).
+    Half,
+    /// After the temp file is written and synced, before the rename (the default).
+    Rename,
+}
+
+/// The crash-safety test hook of the module doc: stalls this thread, never to finish the
+/// write, when the environment names `target`'s file and this point. Compiled out of release
+/// builds.
+#[cfg(debug_assertions)]
+fn stall_point(at: StallAt, target: &Path, tmp: &Path) {
+    use std::ffi::OsString;
+    use std::time::Duration;
+    let Some(name) = std::env::var_os("LLXPRT_TEST_STALL_WRITE") else {
+        return;
+    };
+    if target.file_name() != Some(name.as_os_str()) {
+        return;
+    }
+    let wanted = match std::env::var("LLXPRT_TEST_STALL_AT").as_deref() {
+        Ok("half") => StallAt::Half,
+        _ => StallAt::Rename,
+    };
+    if wanted != at {
+        return;
+    }
+    let marker = std::env::var_os("LLXPRT_TEST_STALL_MARKER").map_or_else(
+        || {
+            let mut m = OsString::from(target.as_os_str());
+            m.push(".stalled");
+            PathBuf::from(m)
+        },
+        PathBuf::from,
+    );
+    // Written aside and renamed, so a test polling for the marker never reads half of it.
+    let mut part = marker.clone().into_os_string();
+    part.push(".part");
+    if fs::write(&part, tmp.as_os_str().as_encoded_bytes()).is_ok() {
+        let _ = fs::rename(&part, &marker);
+    }
+    std::thread::sleep(Duration::from_mins(10));
+    // Never finish the write: a process its test forgot to kill still dies as if crashed.
+    std::process::abort();
+}
+
+#[cfg(not(debug_assertions))]
+fn stall_point(_at: StallAt, _target: &Path, _tmp: &Path) {}
 
 fn dir_of(path: &Path) -> &Path {
     match path.parent() {

@@ -70,6 +70,7 @@ pub struct Run<'a> {
     args: Vec<String>,
     stdin: Option<Vec<u8>>,
     cwd: Option<PathBuf>,
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl Run<'_> {
@@ -87,6 +88,14 @@ impl Run<'_> {
         self
     }
 
+    /// Sets an environment variable for this run, besides the fixture's own (the rest of the
+    /// environment is cleared).
+    #[must_use]
+    pub fn env(mut self, key: &str, value: impl Into<std::ffi::OsString>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
     /// Runs the binary and waits for it.
     pub fn run(self) -> Output {
         self.spawn().wait()
@@ -101,6 +110,7 @@ impl Run<'_> {
             .env("LLXPRT_HOME", self.cli.home())
             .env("HOME", self.cli.user_home())
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.cwd.as_deref().unwrap_or(self.cli.home()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -140,6 +150,17 @@ impl Running {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -INT failed");
+    }
+
+    /// Kills the process with SIGKILL on Unix (`Child::kill`), as a crash would; collect it with
+    /// [`Running::wait`]. Killing a process that already exited is not an error.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Whether the process has exited (without waiting for it).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Waits for the process and collects its output.
@@ -216,6 +237,7 @@ impl Cli {
             args: args.iter().map(|a| a.as_ref().to_string()).collect(),
             stdin: None,
             cwd: None,
+            env: Vec::new(),
         }
     }
 
