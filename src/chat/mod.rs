@@ -20,6 +20,7 @@ use crate::profile::settings::parse_assignment;
 pub mod auth;
 pub mod budget;
 pub mod handlers;
+pub mod history;
 pub mod profiles;
 pub mod repl;
 pub mod session;

@@ -14,6 +14,7 @@ use rustyline::history::FileHistory;
 use rustyline::{Config, Editor};
 
 use super::handlers::{self, After};
+use super::history;
 use super::profiles;
 use super::session::Session;
 use super::sink::Sink;
@@ -42,30 +43,18 @@ fn may_record(input: &Input) -> bool {
 /// The line history: `<root>/history/repl`, created private (SPEC §1).
 fn open_history(editor: &mut Editor<(), FileHistory>, store: &Store) -> std::path::PathBuf {
     let path = history_path(store);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
-    }
-    if path.exists() {
-        let _ = editor.load_history(&path);
+    // A history that cannot be read or kept is no reason to refuse the session.
+    let _ = history::prepare_dir(&path);
+    for entry in history::load(&path).unwrap_or_default() {
+        let _ = editor.add_history_entry(entry);
     }
     path
 }
 
 fn record(editor: &mut Editor<(), FileHistory>, path: &std::path::Path, line: &str) {
     if editor.add_history_entry(line).unwrap_or(false) {
-        // rustyline creates the file with mode 0600; losing a history line is no reason to
-        // stop the session.
-        let _ = editor.append_history(path);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
+        // Losing a history line is no reason to stop the session.
+        let _ = history::append(path, line);
     }
 }
 
