@@ -122,8 +122,10 @@ pub struct AuthLoginArgs {
     /// redirect.
     #[arg(long, value_name = "URL")]
     pub device_url: Option<String>,
-    /// Longest wait for the sign-in, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    /// Longest wait for the sign-in, in seconds (at most a day).
+    // SPEC §7: bounded, so the deadline it sets can never overflow.
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
     /// Print the URL only; never start a browser.
     #[arg(long)]

@@ -8,7 +8,43 @@ use clap::Parser;
 use llxprt::cli::Cli;
 use llxprt::commands::{self, Streams, exit};
 
+/// Replaces the default panic message, which prints the payload: a payload may quote a key or
+/// a token (SPEC §7 — never in panics). Only the location is printed (and a backtrace when
+/// `RUST_BACKTRACE` asks for one: it names functions and files, never values).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let _ = writeln!(
+            std::io::stderr(),
+            "llxprt: internal error in thread '{name}'{at} (a bug: please report it; the panic \
+             message is withheld because it may hold a secret)"
+        );
+        let bt = std::backtrace::Backtrace::capture();
+        if bt.status() == std::backtrace::BacktraceStatus::Captured {
+            let _ = writeln!(std::io::stderr(), "{bt}");
+        }
+    }));
+}
+
+/// Test hook, debug builds only (docs/decisions.md): `LLXPRT_TEST_PANIC=TEXT` panics at once
+/// with TEXT in the payload, so tests/secrets.rs can check that a planted secret never reaches
+/// stderr through a panic (SPEC §7).
+#[cfg(debug_assertions)]
+fn test_panic() {
+    if let Some(text) = std::env::var_os("LLXPRT_TEST_PANIC") {
+        panic!("LLXPRT_TEST_PANIC: {}", text.to_string_lossy());
+    }
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
+    #[cfg(debug_assertions)]
+    test_panic();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -27,8 +27,52 @@ pub fn is_secret_name(name: &str) -> bool {
         && l != "auth-keyfile"
 }
 
+/// The parts of a secret header value that a server may quote on their own, for
+/// [`hide_known`]: the whole value, each word of it (split at whitespace, `;` and `,`) and
+/// each word's part after `=` (a cookie's value) — so `Bearer <token>` hides the token and
+/// `sid=<v>; theme=dark` hides `<v>`, while an auth scheme like `Bearer` stays readable.
+/// Parts shorter than 8 characters are left out: they are no secret worth the name (`on`,
+/// `v2` under an `X-Auth-Mode` header) and hiding them would garble every message.
+pub fn secret_parts(value: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let words = value.split(|c: char| c.is_whitespace() || c == ';' || c == ',');
+    let parts = std::iter::once(value.trim()).chain(
+        words
+            .flat_map(|w| [Some(w), w.split_once('=').map(|(_, v)| v)])
+            .flatten(),
+    );
+    for part in parts {
+        if part.chars().count() >= 8 && !out.iter().any(|o| o == part) {
+            out.push(part.to_string());
+        }
+    }
+    out
+}
+
+/// `text` with every occurrence of each of `secrets` replaced by its redacted form (SPEC §7):
+/// for a message that may quote what a request carried — a provider's error echoing the key,
+/// a token or a header it refused. Longest first, so a secret that contains another one is
+/// replaced whole.
+pub fn hide_known<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
+    let mut list: Vec<&str> = secrets
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|s| !s.is_empty())
+        .collect();
+    list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in list {
+        if out.contains(s) {
+            out = out.replace(s, &redact(s));
+        }
+    }
+    out
+}
+
 /// Redacts every secret in a profile-shaped JSON document: `auth-key`, sensitive
-/// `custom-headers` values, and any string under a key that names a token.
+/// `custom-headers` values (whatever their type: a header value of the wrong type is still
+/// the secret), and any string under a key that names a token. The profile's own `auth`
+/// object (`{"type": "oauth", "buckets": […]}`) is no secret; its members are judged by name.
 pub fn redact_json(v: &mut Value) {
     match v {
         Value::Object(map) => {
@@ -36,16 +80,14 @@ pub fn redact_json(v: &mut Value) {
                 if k == "custom-headers" {
                     if let Value::Object(h) = child {
                         for (name, hv) in h.iter_mut() {
-                            if is_secret_name(name)
-                                && let Value::String(s) = hv
-                            {
-                                *s = redact(s);
+                            if is_secret_name(name) {
+                                redact_all(hv);
                             }
                         }
                     }
                     continue;
                 }
-                if is_secret_name(k) && !child.is_object() {
+                if is_secret_name(k) && !(k == "auth" && child.is_object()) {
                     redact_secret_value(child);
                     continue;
                 }
@@ -57,11 +99,21 @@ pub fn redact_json(v: &mut Value) {
     }
 }
 
+/// Redacts every string and long number inside `v`, whatever the member names.
+fn redact_all(v: &mut Value) {
+    match v {
+        Value::Object(m) => m.values_mut().for_each(redact_all),
+        Value::Array(a) => a.iter_mut().for_each(redact_all),
+        leaf => redact_secret_value(leaf),
+    }
+}
+
 /// Character ranges of the secrets in one line of JSON source text, each with its redacted
 /// replacement: the value that follows a member name that names a secret ([`is_secret_name`]),
 /// whether a string (its contents), a long bare token (≥ 16 characters: a key typed without
-/// quotes, never a token count), or every such value in an array opened on that line. An
-/// object's members are judged by their own names, as in [`redact_json`]. Used for the snippets of diagnostics, which show source lines
+/// quotes, never a token count), or every such value in an array or object opened on that
+/// line; only the members of `auth` are judged by their own names, as in [`redact_json`].
+/// Used for the snippets of diagnostics, which show source lines
 /// of files that may hold a raw `auth-key` (SPEC §7). Works on broken JSON too: an unclosed
 /// string runs to the end of the line.
 pub fn secret_spans(line: &str) -> Vec<(std::ops::Range<usize>, String)> {
@@ -123,9 +175,13 @@ pub fn secret_spans(line: &str) -> Vec<(std::ops::Range<usize>, String)> {
                 push(v + 1..if vclosed { vend - 1 } else { vend }, true);
                 i = vend;
             }
-            '{' => i = v + 1,
-            '[' => {
-                // Everything inside, member names excepted, up to the matching bracket.
+            // The profile's `auth` object is structure (`type`, `buckets`): its members are
+            // judged by their own names.
+            '{' if name == "auth" => i = v + 1,
+            '[' | '{' => {
+                // Everything inside, member names excepted, up to the matching bracket: under
+                // a secret's name even an object (a header value of the wrong type) is the
+                // secret.
                 let mut depth = 0usize;
                 let mut j = v;
                 while j < c.len() {
@@ -176,8 +232,7 @@ fn redact_secret_value(v: &mut Value) {
     match v {
         Value::String(s) => *s = redact(s),
         Value::Number(n) if n.to_string().len() >= 16 => *v = Value::String(redact(&n.to_string())),
-        Value::Array(a) => a.iter_mut().for_each(redact_secret_value),
-        Value::Object(_) => redact_json(v),
+        Value::Array(_) | Value::Object(_) => redact_all(v),
         _ => {}
     }
 }
@@ -197,6 +252,9 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("0123456789abcdef"), "{s}");
         assert!(s.contains("~/.k") && s.contains("visible"), "{s}");
+        let mut v = serde_json::json!({"auth": "sk-live-0123456789abcdef"});
+        redact_json(&mut v);
+        assert!(!v.to_string().contains("0123456789abcdef"), "{v}");
         let mut v = serde_json::json!({"auth-key": ["sk-live-0123456789abcdef"],
             "X-Api-Key": 98_765_432_109_876_543u64, "max_tokens": 4096,
             "auth": {"type": "oauth", "buckets": ["work"]}});
@@ -210,6 +268,38 @@ mod tests {
             s.contains("4096") && s.contains("oauth") && s.contains("work"),
             "{s}"
         );
+        // A header value of the wrong type is still the secret.
+        let mut v = serde_json::json!({"custom-headers": {
+            "Cookie": ["sid=0123456789abcdefXYZ"], "X-Api-Key": {"v": "0123456789abcdefXYZ"},
+            "X-Trace": ["visible"]}});
+        redact_json(&mut v);
+        let s = v.to_string();
+        assert!(
+            !s.contains("0123456789abcdef") && s.contains("visible"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn known_secrets_are_hidden_whole_and_in_parts() {
+        let header = "Bearer ha.secret.0123456789abcdef.zz";
+        let cookie = "sid=ck.secret.0123456789abcdef.zz; theme=dark";
+        let mut known = secret_parts(header);
+        known.extend(secret_parts(cookie));
+        assert!(known.contains(&"ha.secret.0123456789abcdef.zz".to_string()));
+        assert!(known.contains(&"ck.secret.0123456789abcdef.zz".to_string()));
+        assert!(!known.contains(&"Bearer".to_string()), "{known:?}");
+        for echo in [
+            format!("bad header {header}"),
+            "token ha.secret.0123456789abcdef.zz refused".to_string(),
+            format!("cookie: {cookie}"),
+            "sid ck.secret.0123456789abcdef.zz unknown".to_string(),
+        ] {
+            let shown = hide_known(&echo, &known);
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        }
+        assert_eq!(hide_known("nothing here", &known), "nothing here");
+        assert!(secret_parts("on").is_empty());
     }
 
     fn apply(line: &str) -> String {
@@ -238,6 +328,7 @@ mod tests {
             format!(r#"    "auth-key": "{secret}"#),
             r#"    "X-Api-Key": 12345678901234567890"#.to_string(),
             format!(r#"  "auth": {{"type": "apikey"}}, "token": "{secret}""#),
+            format!(r#"    "custom-headers": {{"X-Api-Key": {{"v": "{secret}"}}}}"#),
         ] {
             let shown = apply(&line);
             assert!(!shown.contains("SECRET-0123"), "{shown}");

@@ -258,7 +258,7 @@ fn api_key(raw: &str) -> Result<StoredCredential, String> {
 
 fn read_key_file(path: &Path) -> Result<String, String> {
     let bytes = read_limited(path, MAX_SECRET_FILE_BYTES)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+        .map_err(|e| crate::shell::credentials::read_error(path, &e))?;
     String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
@@ -276,7 +276,9 @@ fn read_key_stdin(prompt: &str) -> Result<String, String> {
         .read_to_end(&mut buf)
         .map_err(|e| format!("cannot read standard input: {}", e.kind()))?;
     if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err("standard input is too long for an API key".into());
+        return Err(format!(
+            "standard input is over {MAX_SECRET_FILE_BYTES} bytes, too long for an API key"
+        ));
     }
     String::from_utf8(buf).map_err(|_| "standard input is not UTF-8 text".to_string())
 }

@@ -43,7 +43,7 @@ pub fn read_path(path: &Path) -> Result<Option<StoredCredential>, String> {
     let bytes = match read_limited(path, MAX_SECRET_FILE_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {}", path.display(), e.kind())),
+        Err(e) => return Err(crate::shell::credentials::read_error(path, &e)),
     };
     // serde's message could quote a value; only the position is kept.
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {

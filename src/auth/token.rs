@@ -98,6 +98,23 @@ fn agent() -> &'static ureq::Agent {
     })
 }
 
+/// `text` with every secret `form` carried (a refresh token, a code, a PKCE verifier, a
+/// device code) redacted: a token endpoint may quote what it refused (SPEC §7), and the
+/// generic scrubber does not recognise every token's shape.
+fn hide_form(form: &[(&str, &str)], text: &str) -> String {
+    let secrets: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| {
+            matches!(
+                *k,
+                "refresh_token" | "code" | "code_verifier" | "device_code"
+            )
+        })
+        .map(|(_, v)| *v)
+        .collect();
+    crate::redact::hide_known(text, &secrets)
+}
+
 /// POSTs a form and reads the JSON answer (a body that is not JSON reads as `null`).
 fn post_form(url: &str, form: &[(&str, &str)]) -> Result<(u16, Value), String> {
     check_endpoint(url)?;
@@ -119,7 +136,22 @@ fn post_form(url: &str, form: &[(&str, &str)]) -> Result<(u16, Value), String> {
             let text: String = e.to_string().chars().take(200).collect();
             format!("cannot read the answer of {url}: {text}")
         })?;
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    let mut v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if !(200..300).contains(&status) {
+        // An error answer is only read for its error text: its secrets go before anything
+        // cuts that text short (a cut key would no longer match, SPEC §7).
+        hide_in_strings(&mut v, form);
+    }
+    Ok((status, v))
+}
+
+fn hide_in_strings(v: &mut Value, form: &[(&str, &str)]) {
+    match v {
+        Value::String(s) => *s = hide_form(form, s),
+        Value::Array(a) => a.iter_mut().for_each(|x| hide_in_strings(x, form)),
+        Value::Object(m) => m.values_mut().for_each(|x| hide_in_strings(x, form)),
+        _ => {}
+    }
 }
 
 fn text_field(v: &Value, name: &str) -> Option<String> {
@@ -162,6 +194,13 @@ fn tokens(status: u16, v: &Value) -> Result<Tokens, String> {
     }
     let access_token = text_field(v, "access_token")
         .ok_or_else(|| format!("the token endpoint answered {status} without an access_token"))?;
+    if access_token.len() > MAX_TOKEN_LEN {
+        // SPEC §7: the limit is named (the token never is).
+        return Err(format!(
+            "the token endpoint sent an access token of {} bytes; at most {MAX_TOKEN_LEN} are accepted",
+            access_token.len()
+        ));
+    }
     if !header_safe(&access_token) {
         return Err("the token endpoint sent an access token that is not a header value".into());
     }
@@ -190,17 +229,16 @@ pub fn exchange_code(
     redirect_uri: &str,
     verifier: &str,
 ) -> Result<Tokens, String> {
-    let (status, v) = post_form(
-        token_url,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("client_id", client_id),
-            ("code_verifier", verifier),
-        ],
-    )?;
-    tokens(status, &v)
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("client_id", client_id),
+        ("code_verifier", verifier),
+    ];
+    post_form(token_url, &form)
+        .and_then(|(status, v)| tokens(status, &v))
+        .map_err(|e| hide_form(&form, &e))
 }
 
 /// The `refresh_token` grant (RFC 6749 §6). No `scope` is sent: omitted, it means the scope
@@ -217,8 +255,9 @@ pub fn refresh(
     if let Some(id) = client_id {
         form.push(("client_id", id));
     }
-    let (status, v) = post_form(token_url, &form)?;
-    tokens(status, &v)
+    post_form(token_url, &form)
+        .and_then(|(status, v)| tokens(status, &v))
+        .map_err(|e| hide_form(&form, &e))
 }
 
 /// A device authorization response (RFC 8628 §3.2). `Debug` hides the device code.
@@ -303,24 +342,22 @@ pub enum Poll {
 
 /// Polls the token endpoint once for a device code.
 pub fn device_poll(token_url: &str, client_id: &str, device_code: &str) -> Poll {
-    let result = post_form(
-        token_url,
-        &[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("device_code", device_code),
-            ("client_id", client_id),
-        ],
-    );
-    match result {
-        Err(e) => Poll::Failed(e),
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", device_code),
+        ("client_id", client_id),
+    ];
+    let failed = |e: String| Poll::Failed(hide_form(&form, &e));
+    match post_form(token_url, &form) {
+        Err(e) => failed(e),
         Ok((status, v)) if (200..300).contains(&status) => match tokens(status, &v) {
             Ok(t) => Poll::Done(t),
-            Err(e) => Poll::Failed(e),
+            Err(e) => failed(e),
         },
         Ok((status, v)) => match v.get("error").and_then(Value::as_str) {
             Some("authorization_pending") => Poll::Pending,
             Some("slow_down") => Poll::SlowDown,
-            _ => Poll::Failed(error_text(status, &v)),
+            _ => failed(error_text(status, &v)),
         },
     }
 }
@@ -348,6 +385,21 @@ mod tests {
         ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn error_answers_lose_the_secrets_the_form_carried_before_the_cut() {
+        let secret = "rt.secret.0123456789abcdef.zz";
+        let form = [("grant_type", "refresh_token"), ("refresh_token", secret)];
+        // The token straddles the 200-character cut of the description.
+        let text = format!("{} {secret} revoked", "x".repeat(185));
+        let mut v = json!({"error": "invalid_grant", "error_description": text});
+        hide_in_strings(&mut v, &form);
+        let e = error_text(400, &v);
+        assert!(!e.contains("0123456789"), "{e}");
+        assert!(e.contains("invalid_grant"), "{e}");
+        let e = hide_form(&form, &format!("the server said {secret}"));
+        assert!(!e.contains("0123456789"), "{e}");
     }
 
     #[test]

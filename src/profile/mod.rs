@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod jsonpos;
 pub mod model;
 pub mod names;
+pub mod numbers;
 pub mod raw;
 pub mod resolve;
 pub mod schema;

@@ -80,8 +80,9 @@ pub struct RawAuth {
     #[serde(rename = "type")]
     pub kind: AuthKind,
     /// Accounts to rotate through, in order (SPEC §5.3); without it, one bucket `default`.
+    // At most 64: every input from outside has a limit (SPEC §7, docs/limits.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64))]
     pub buckets: Option<Vec<String>>,
 }
 
@@ -136,10 +137,13 @@ pub struct RawLoadBalancer {
     /// `failover` or `roundrobin` (SPEC §5.2).
     pub policy: Policy,
     /// Model profiles, in priority order (at least 2).
+    // At most 64: every input from outside has a limit (SPEC §7, docs/limits.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub backends: Option<Vec<String>>,
     /// Synonym of `backends` (files written by other tools); llxprt writes `backends`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub profiles: Option<Vec<String>>,
     /// The failover settings of SPEC §3.2 for this load balancer.
     #[serde(

@@ -153,14 +153,37 @@ impl Store {
             .find(|n| n.eq_ignore_ascii_case(name))
     }
 
-    /// Reads a profile's bytes (bounded).
+    /// Reads a profile's bytes (bounded). An invalid name is refused as such (SPEC §1), and a
+    /// file that cannot be read — one over [`MAX_PROFILE_BYTES`] included — is a profile that
+    /// does not load (SPEC §7, §8.2: a configuration error).
     fn read(&self, name: &str) -> Result<(PathBuf, Vec<u8>), StoreError> {
+        self.path_of(name)?;
         let actual = self
             .existing_name(name)
             .ok_or_else(|| StoreError::Missing(format!("profile \"{name}\" does not exist")))?;
         let path = self.path_of(&actual)?;
-        let bytes = read_limited(&path, MAX_PROFILE_BYTES)
-            .map_err(|e| StoreError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = read_limited(&path, MAX_PROFILE_BYTES).map_err(|e| {
+            let message = if e.kind() == std::io::ErrorKind::InvalidData {
+                format!(
+                    "the file is larger than {MAX_PROFILE_BYTES} bytes, the most a profile may have"
+                )
+            } else {
+                format!("cannot read the file: {e}")
+            };
+            StoreError::Invalid {
+                diagnostics: vec![Diagnostic {
+                    file: path.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    pointer: String::new(),
+                    severity: Severity::Error,
+                    message,
+                    help: None,
+                    span: None,
+                }],
+                path: path.clone(),
+            }
+        })?;
         Ok((path, bytes))
     }
 

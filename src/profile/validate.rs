@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::diagnostic::{Diagnostic, Finding, Severity, place};
 use super::jsonpos::escape_token;
 use super::model::{self, Profile, did_you_mean};
+use super::numbers;
 use super::raw::RawProfile;
 use super::schema;
 use super::settings::Scope;
@@ -258,6 +259,11 @@ fn collect(
                         if *limit == 1 { "" } else { "s" }
                     )
                 }
+                // SPEC §7: lists from outside have a limit (`docs/limits.md`).
+                ValidationErrorKind::MaxItems { limit } => {
+                    let n = here.and_then(Value::as_array).map_or(0, Vec::len);
+                    format!("expected at most {limit} items, found {n}")
+                }
                 _ if hide => e.masked().to_string(),
                 _ => e.to_string(),
             };
@@ -462,11 +468,17 @@ pub fn check_document<T: DeserializeOwned>(bytes: &[u8], schema: &schema::Schema
         match serde_json::from_value::<T>(value.clone()) {
             Ok(p) => Some(p),
             Err(e) => {
+                // A number the schema took as an integer but its type cannot hold (SPEC §7)
+                // is named where it is; anything else is serde's whole-document message.
+                let mut findings = numbers::unreadable_integers(schema.value(), &value);
+                if findings.is_empty() {
+                    findings.push(Finding::error("", format!("cannot read the document: {e}")));
+                }
                 return Checked {
                     text,
                     value: Some(value),
                     parsed: None,
-                    findings: vec![Finding::error("", format!("cannot read the document: {e}"))],
+                    findings,
                 };
             }
         }

@@ -110,9 +110,19 @@ pub fn bucket_path(root: &Path, provider: &str, bucket: &str) -> PathBuf {
         .join(format!("{bucket}.json"))
 }
 
+/// Why a key or token file could not be read: the file and the kind of error, never the
+/// content — except that a file over [`MAX_SECRET_FILE_BYTES`] says so, with the limit (the
+/// error `read_limited` gives it holds nothing else; SPEC §7).
+pub fn read_error(path: &Path, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        format!("cannot read {}: {e}", path.display())
+    } else {
+        format!("cannot read {}: {}", path.display(), e.kind())
+    }
+}
+
 fn read_secret_file(path: &Path) -> Result<String, String> {
-    let bytes = read_limited(path, MAX_SECRET_FILE_BYTES)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let bytes = read_limited(path, MAX_SECRET_FILE_BYTES).map_err(|e| read_error(path, &e))?;
     let text =
         String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     let trimmed = text.trim();

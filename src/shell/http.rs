@@ -20,7 +20,7 @@ use crate::engine::plan::MidStream;
 use crate::engine::{Action, Class, Outcome, RequestId, classify_status};
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::settings::Streaming;
-use crate::redact::redact;
+use crate::redact::{hide_known, is_secret_name, redact, secret_parts};
 
 /// Where answer text goes as it arrives.
 pub trait AnswerSink {
@@ -264,23 +264,16 @@ impl<'a> HttpExec<'a> {
             return Self::error_outcome(&mut att, info.protocol, status, &headers);
         }
         if !stream {
-            let mut body = Vec::new();
-            loop {
-                match att.next_msg() {
-                    Msg::Data(d) => {
-                        body.extend_from_slice(&d);
-                        if body.len() > MAX_BODY {
-                            let mut o = Outcome::of(Class::Server);
-                            o.status = Some(status);
-                            o.message = Some(format!("response body over {MAX_BODY} bytes"));
-                            return o;
-                        }
-                    }
-                    Msg::End => break,
-                    Msg::Fail(e) => return transport_outcome(&e, 0, att.elapsed_ms()),
-                    Msg::Head { .. } => {}
+            let body = match att.read_body(MAX_BODY) {
+                transport::Body::Complete(body) => body,
+                transport::Body::TooLarge => {
+                    let mut o = Outcome::of(Class::Server);
+                    o.status = Some(status);
+                    o.message = Some(format!("response body over {MAX_BODY} bytes"));
+                    return o;
                 }
-            }
+                transport::Body::Failed(e) => return transport_outcome(&e, 0, att.elapsed_ms()),
+            };
             return match protocol::parse_response(info.protocol, &body) {
                 Ok(r) if r.refusal.is_some() => {
                     let mut o = Outcome::of(Class::ContentFilter);
@@ -369,15 +362,22 @@ impl<'a> HttpExec<'a> {
         status: u16,
         headers: &[(String, String)],
     ) -> Outcome {
+        // SPEC §6.2, §7: at most 1 MiB is kept, and at most one read past it is made (to tell
+        // a longer body from one of exactly 1 MiB); a cut body says so in the message.
         let mut body = Vec::new();
-        while body.len() < MAX_ERROR_BODY {
+        while body.len() <= MAX_ERROR_BODY {
             match att.next_msg() {
                 Msg::Data(d) => body.extend_from_slice(&d),
                 _ => break,
             }
         }
+        let cut = body.len() > MAX_ERROR_BODY;
         body.truncate(MAX_ERROR_BODY);
-        let err = protocol::parse_error(proto, status, &body);
+        let mut err = protocol::parse_error(proto, status, &body);
+        if cut {
+            // First: the aggregate error shows only the start of a message.
+            err.message = format!("[error body cut at {MAX_ERROR_BODY} bytes] {}", err.message);
+        }
         let class = classify_status(status, err.code.as_deref(), Some(&err.message));
         let mut o = Outcome::of(class);
         o.status = Some(status);
@@ -403,6 +403,8 @@ impl<'a> HttpExec<'a> {
         let mut signature = None;
         let mut usage: Option<Usage> = None;
         let mut finish: Option<String> = None;
+        // Why the event stream was refused (a limit of SPEC §6.2, §7), to say so.
+        let mut refused: Option<String> = None;
         let buffered = self.mode == MidStream::Buffer;
         let show_reasoning = b
             .settings
@@ -415,7 +417,10 @@ impl<'a> HttpExec<'a> {
             let (events, ended, failure) = match msg {
                 Msg::Data(d) => match sse.feed(&d) {
                     Ok(ev) => (ev, false, None),
-                    Err(e) => (Vec::new(), true, Some(TransportError::Other(e.to_string()))),
+                    Err(e) => {
+                        refused = Some(e.to_string());
+                        (Vec::new(), true, Some(TransportError::Other(e.to_string())))
+                    }
                 },
                 Msg::End => (sse.finish(), true, None),
                 Msg::Fail(e) => (Vec::new(), true, Some(e)),
@@ -499,18 +504,15 @@ impl<'a> HttpExec<'a> {
                         other => transport_outcome(&other, 0, att.elapsed_ms()),
                     };
                 }
-                let why = match failure {
-                    Some(TransportError::IdleTimeout) => "the stream stalled",
-                    Some(_) => "the connection broke",
-                    None => "the stream ended without its finish signal",
-                };
-                return self.interrupted(
-                    &text,
-                    &b.name,
-                    Some(why.into()),
-                    att.elapsed_ms(),
-                    buffered,
-                );
+                let why = refused.take().unwrap_or_else(|| {
+                    match failure {
+                        Some(TransportError::IdleTimeout) => "the stream stalled",
+                        Some(_) => "the connection broke",
+                        None => "the stream ended without its finish signal",
+                    }
+                    .to_string()
+                });
+                return self.interrupted(&text, &b.name, Some(why), att.elapsed_ms(), buffered);
             }
         }
         if buffered {
@@ -592,7 +594,8 @@ fn transport_outcome(e: &TransportError, delivered: u64, latency_ms: u64) -> Out
 }
 
 /// The `x-ratelimit-*` and `anthropic-ratelimit-*` headers of a response (SPEC §4), at most
-/// 32 of them, values cut to 200 characters.
+/// 32 of them, values cut to 1000 characters (and to 200 once secrets are hidden: a cut
+/// first could leave the head of an echoed key that no longer matches it, SPEC §7).
 pub fn ratelimit_headers(
     headers: &[(String, String)],
 ) -> std::collections::BTreeMap<String, String> {
@@ -600,7 +603,7 @@ pub fn ratelimit_headers(
         .iter()
         .filter(|(k, _)| k.starts_with("x-ratelimit-") || k.starts_with("anthropic-ratelimit-"))
         .take(32)
-        .map(|(k, v)| (k.clone(), v.chars().take(200).collect()))
+        .map(|(k, v)| (k.clone(), v.chars().take(1000).collect()))
         .collect()
 }
 
@@ -647,7 +650,10 @@ pub fn http_date_ms(s: &str) -> Option<u64> {
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
-    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || year < 1970 {
+    // RFC 9110 §5.6.7: a four-digit year. A longer one would overflow the arithmetic below
+    // (SPEC §7: a header from outside never panics).
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || !(1970..=9999).contains(&year)
+    {
         return None;
     }
     // Days from civil date (Howard Hinnant's algorithm).
@@ -681,13 +687,27 @@ impl Executor for HttpExec<'_> {
         self.last_ratelimit.clear();
         let mut o = self.attempt(b, bucket, prefill);
         o.ratelimit = std::mem::take(&mut self.last_ratelimit);
-        if let Some(m) = &o.message {
-            // Provider messages may echo a key back: never let one through (SPEC §7).
-            let mut m = scrub(m);
-            if let Some(s) = self.sent_secret.take().filter(|s| m.contains(s.expose())) {
-                m = m.replace(s.expose(), &redact(s.expose()));
+        // A provider may echo what the request carried — the key or token, a secret custom
+        // header — in its message, its error code or a response header kept for diagnostics:
+        // every secret this request sent is replaced before the outcome goes anywhere (the
+        // engine's aggregate error, the state file, a recorded trace), then anything else
+        // key-shaped (SPEC §7).
+        let mut known: Vec<String> = self
+            .sent_secret
+            .take()
+            .map(|s| s.expose().to_string())
+            .into_iter()
+            .collect();
+        for (name, value) in b.settings.settings.custom_headers.iter().flatten() {
+            if is_secret_name(name) {
+                known.extend(secret_parts(value));
             }
-            o.message = Some(m);
+        }
+        let hide = |text: &str| scrub(&hide_known(text, &known));
+        o.message = o.message.as_deref().map(hide);
+        o.code = o.code.as_deref().map(hide);
+        for v in o.ratelimit.values_mut() {
+            *v = hide(v).chars().take(200).collect();
         }
         (now_ms(), o)
     }

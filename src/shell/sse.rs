@@ -27,9 +27,9 @@
 //!
 //! Bounds (SPEC §6.2, §7): a line longer than [`MAX_LINE_BYTES`] fails with
 //! [`SseError::LineTooLong`] before it is buffered; an event whose data grows past
-//! [`MAX_EVENT_BYTES`] fails with [`SseError::EventTooLarge`]. After an error the decoder is
-//! spent: every later `feed` returns the same error. [`MAX_EVENTS_PER_STREAM`] is the cap the
-//! caller enforces with [`SseDecoder::events_dispatched`].
+//! [`MAX_EVENT_BYTES`] fails with [`SseError::EventTooLarge`]; one event more than
+//! [`MAX_EVENTS_PER_STREAM`] fails with [`SseError::TooManyEvents`]. After an error the decoder
+//! is spent: every later `feed` returns the same error.
 
 use std::fmt;
 
@@ -41,7 +41,7 @@ pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 /// The largest data one event may accumulate over several `data:` lines: 16 MiB.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// The most events one stream may carry before the caller gives up on it (SPEC §7: no
+/// The most events one stream may carry; the next one fails the stream (SPEC §7: no
 /// unbounded work from outside input).
 pub const MAX_EVENTS_PER_STREAM: usize = 1_000_000;
 
@@ -61,6 +61,11 @@ pub enum SseError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The stream carried more than [`MAX_EVENTS_PER_STREAM`] events.
+    TooManyEvents {
+        /// The limit in events.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for SseError {
@@ -71,6 +76,9 @@ impl fmt::Display for SseError {
             }
             SseError::EventTooLarge { limit } => {
                 write!(f, "event stream event larger than {limit} bytes")
+            }
+            SseError::TooManyEvents { limit } => {
+                write!(f, "event stream has more than {limit} events")
             }
         }
     }
@@ -124,7 +132,9 @@ impl SseDecoder {
     /// the module docs), discards a partial line, and resets the decoder for a new stream.
     pub fn finish(&mut self) -> Vec<SseEvent> {
         let mut out = Vec::new();
-        if self.failed.is_none() {
+        // Past the event cap the last event is not dispatched either (the stream then lacks its
+        // finish signal, SPEC §5.8).
+        if self.failed.is_none() && self.dispatched < MAX_EVENTS_PER_STREAM {
             self.dispatch(&mut out);
         }
         *self = SseDecoder::default();
@@ -141,7 +151,7 @@ impl SseDecoder {
         self.retry_ms
     }
 
-    /// Events dispatched so far; the caller stops at [`MAX_EVENTS_PER_STREAM`].
+    /// Events dispatched so far (at most [`MAX_EVENTS_PER_STREAM`]).
     pub fn events_dispatched(&self) -> usize {
         self.dispatched
     }
@@ -188,6 +198,13 @@ impl SseDecoder {
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
         if line.is_empty() {
+            // SPEC §7: a stream that never ends is not read for ever (comments and events
+            // without data are not dispatched, so they do not count).
+            if !self.data.is_empty() && self.dispatched >= MAX_EVENTS_PER_STREAM {
+                return Err(SseError::TooManyEvents {
+                    limit: MAX_EVENTS_PER_STREAM,
+                });
+            }
             self.dispatch(out);
             return Ok(());
         }

@@ -271,3 +271,36 @@ impl Attempt {
         }
     }
 }
+
+/// How reading a whole body ended ([`Attempt::read_body`]).
+#[derive(Debug)]
+pub enum Body {
+    /// The body, complete.
+    Complete(Vec<u8>),
+    /// More than the cap arrived; reading stopped there.
+    TooLarge,
+    /// The transport failed first.
+    Failed(TransportError),
+}
+
+impl Attempt {
+    /// Reads the rest of the body, holding at most `cap` bytes: a body over `cap` is
+    /// [`Body::TooLarge`] as soon as it passes it, never read further (SPEC §7: no unbounded
+    /// allocation; `chat` passes [`MAX_BODY`]).
+    pub fn read_body(&mut self, cap: usize) -> Body {
+        let mut body = Vec::new();
+        loop {
+            match self.next_msg() {
+                Msg::Data(d) => {
+                    body.extend_from_slice(&d);
+                    if body.len() > cap {
+                        return Body::TooLarge;
+                    }
+                }
+                Msg::End => return Body::Complete(body),
+                Msg::Fail(e) => return Body::Failed(e),
+                Msg::Head { .. } => {}
+            }
+        }
+    }
+}

@@ -19,6 +19,10 @@ pub struct Script<'a> {
     /// Attempts that took an entry: (backend, bucket, script key, entry index).
     taken: HashMap<(String, String, String, usize), u64>,
     tokens: u64,
+    /// Per backend: the secrets its requests would carry (inline `auth-key`, secret
+    /// `custom-headers` values), hidden in its scripted messages as the shell hides them in a
+    /// provider's (SPEC §7).
+    secrets: HashMap<String, Vec<String>>,
 }
 
 impl<'a> Script<'a> {
@@ -36,11 +40,27 @@ impl<'a> Script<'a> {
                 )
             })
             .collect();
+        let secrets = backends
+            .iter()
+            .map(|b| {
+                let mut known: Vec<String> = [&b.profile.settings, &b.settings.settings]
+                    .iter()
+                    .filter_map(|s| s.auth_key.clone())
+                    .collect();
+                for (name, value) in b.settings.settings.custom_headers.iter().flatten() {
+                    if crate::redact::is_secret_name(name) {
+                        known.extend(crate::redact::secret_parts(value));
+                    }
+                }
+                (b.name.clone(), known)
+            })
+            .collect();
         Script {
             trace,
             timeouts,
             taken: HashMap::new(),
             tokens: 1000,
+            secrets,
         }
     }
 
@@ -112,8 +132,9 @@ impl<'a> Script<'a> {
             o
         };
         o.retry_after_ms = e.retry_after_ms;
-        o.code = e.code;
-        o.message = e.message;
+        let known = self.secrets.get(backend).map_or(&[][..], Vec::as_slice);
+        o.code = e.code.map(|c| crate::redact::hide_known(&c, known));
+        o.message = e.message.map(|m| crate::redact::hide_known(&m, known));
         o.latency_ms = latency;
         (now.saturating_add(latency), o)
     }

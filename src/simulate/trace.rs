@@ -275,7 +275,13 @@ pub fn check_settings_value(v: &Value) -> Result<Settings, String> {
             f.message
         ));
     }
-    let mut s: Settings = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    let mut s: Settings = serde_json::from_value(v.clone()).map_err(|e| {
+        // SPEC §7: a number too large for its type names its key and the limit.
+        match crate::profile::numbers::unreadable_integers(schema::SETTINGS.value(), v).first() {
+            Some(f) => format!("{}: {}", f.pointer.trim_start_matches('/'), f.message),
+            None => e.to_string(),
+        }
+    })?;
     s.normalise();
     Ok(s)
 }
