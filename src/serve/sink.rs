@@ -77,6 +77,10 @@ pub struct StreamSink<'c> {
     started: bool,
     role_sent: bool,
     broken: bool,
+    /// Bytes written since the last flush: what one event of the upstream produced (the head
+    /// with the first chunk; the last chunks with `[DONE]` and the body's end) leaves in one
+    /// write, never held back past the event.
+    pending: Vec<u8>,
     /// What the shell captured (notices, a pass-through body).
     pub collect: Collect,
 }
@@ -103,6 +107,7 @@ impl<'c> StreamSink<'c> {
             started: false,
             role_sent: false,
             broken: false,
+            pending: Vec::new(),
             collect: Collect::default(),
         }
     }
@@ -118,10 +123,16 @@ impl<'c> StreamSink<'c> {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        if self.broken {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Sends what was written (SPEC §8.3: each event as it arrives).
+    fn flush(&mut self) {
+        let bytes = std::mem::take(&mut self.pending);
+        if self.broken || bytes.is_empty() {
             return;
         }
-        if self.conn.write_all(bytes).is_err() {
+        if self.conn.write_all(&bytes).is_err() {
             self.broken = true;
             // The client is gone: stop spending tokens on it (SPEC §5.1 cancellation).
             self.cancel.store(true, Ordering::SeqCst);
@@ -196,6 +207,7 @@ impl<'c> StreamSink<'c> {
         }
         self.write(&conn::chunk(b"data: [DONE]\n\n"));
         self.write(b"0\r\n\r\n");
+        self.flush();
     }
 
     /// Ends a stream that broke for good after output began (SPEC §8.3): the in-band error
@@ -203,6 +215,7 @@ impl<'c> StreamSink<'c> {
     pub fn finish_interrupted(&mut self, message: &str) {
         let v = json!({"error": {"message": message, "type": "stream_interrupted", "param": null, "code": "stream_interrupted"}});
         self.event(&v);
+        self.flush();
     }
 }
 
@@ -221,6 +234,7 @@ impl AnswerSink for StreamSink<'_> {
         };
         let c = wire::chunk(&self.id, self.created, &model, &delta, None);
         self.event(&c);
+        self.flush();
     }
 
     fn notice(&mut self, line: &str) {
