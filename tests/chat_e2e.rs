@@ -651,3 +651,75 @@ fn mid_stream_continue_sends_the_partial_answer_as_a_prefill() {
         "trailing whitespace cut from the prefill"
     );
 }
+
+/// SPEC §3: a backend's `base-url`, `auth-keyfile` and `auth-key` only ever come from the
+/// backend itself, or, for a model profile used alone, from the session. `--set` of one with a
+/// load balancer was taken and ignored without a word; it is a usage error naming the key, in
+/// the one-shot and the session alike, and nothing is sent. With a model profile alone it is
+/// the session's, as `/baseurl` and `/keyfile` set it (it too was ignored).
+#[test]
+fn set_of_a_backend_identity_is_refused_with_a_load_balancer_and_used_alone() {
+    const OTHER_KEY: &str = "sk-test-other-key-9876543210zyxwvu";
+    let a = Server::start(vec![ok_stream(&["from a"])]);
+    let b = Server::start(vec![ok_stream(&["from b"])]);
+    let elsewhere = Server::start(vec![ok_stream(&["from elsewhere"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({}));
+    let keyfile = cli.user_home().join("other.key");
+    std::fs::write(&keyfile, OTHER_KEY).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let sets = [
+        ("base-url", openai_base(&elsewhere)),
+        ("auth-keyfile", keyfile.to_str().unwrap().to_string()),
+        ("auth-key", OTHER_KEY.to_string()),
+    ];
+    for (key, value) in &sets {
+        let set = format!("{key}={value}");
+        let one_shot = cli.run(&["chat", "--profile", "lb", "--set", &set, "hi"]);
+        let session = cli
+            .cmd(&["chat", "-i", "--profile", "lb", "--set", &set])
+            .stdin("hi\n/quit\n")
+            .run();
+        for out in [one_shot, session] {
+            // Checked without printing it (SPEC §7).
+            assert!(
+                !out.all().contains(OTHER_KEY),
+                "--set {key}: the key was shown"
+            );
+            assert_eq!(out.code, 2, "--set {key}:\n{}", out.render());
+            let refused = format!(
+                "error: --set {key} is refused while load balancer \"lb\" is loaded: each backend's comes from its own profile (SPEC §3)"
+            );
+            assert!(out.stderr.contains(&refused), "{}", out.render());
+            assert!(
+                out.stderr
+                    .contains("help: set it in the backends' own profiles")
+            );
+        }
+    }
+    for s in [&a, &b, &elsewhere] {
+        assert!(s.requests().is_empty(), "nothing is sent");
+    }
+
+    // A model profile used alone: the session's base URL and key.
+    let base = format!("base-url={}", openai_base(&elsewhere));
+    let out = cli.run(&["chat", "--profile", "a", "--set", &base, "hi"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("from elsewhere"), "{}", out.render());
+    assert_eq!(elsewhere.requests().len(), 1);
+    assert!(a.requests().is_empty());
+    let key = format!("auth-key={OTHER_KEY}");
+    let out = cli.run(&["chat", "--profile", "a", "--set", &key, "hi"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let sent = a.requests();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].header("authorization") == Some(format!("Bearer {OTHER_KEY}").as_str()),
+        "the request did not carry the key given with --set auth-key"
+    );
+    assert!(!out.all().contains(OTHER_KEY));
+}

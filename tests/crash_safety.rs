@@ -532,6 +532,154 @@ fn eight_concurrent_profile_saves_all_land() {
     assert_eq!(files, 8);
 }
 
+/// Waits for `child` to exit, at most [`TIMEOUT`]; past it the child is killed and the test
+/// fails.
+fn wait_within(mut child: Running, what: &str) -> support::Output {
+    let start = Instant::now();
+    while !child.exited() {
+        if start.elapsed() > TIMEOUT {
+            child.kill();
+            panic!(
+                "{what} did not finish within {TIMEOUT:?}:\n{}",
+                child.wait().render()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait()
+}
+
+/// `child` is still running a second after it started: it waits for a lock another process
+/// holds (a process that took no lock is done long before).
+fn assert_waits(child: &mut Running, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        assert!(
+            !child.exited(),
+            "{what} finished without waiting for the lock the stalled process holds"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn save_model_args(name: &str, model: &str) -> Vec<String> {
+    args(&[
+        "profile",
+        "save",
+        "model",
+        name,
+        "--provider",
+        "openai",
+        "--model",
+        model,
+    ])
+}
+
+/// SPEC §1 (a name not equal, ignoring case, to an existing profile's): eight processes save
+/// one new name at once, each in another case and without `--force`. The check and the write
+/// are one step under the profiles lock, so exactly one saves and seven are told it exists —
+/// never two files differing in case, never one silently replacing another.
+#[test]
+fn concurrent_saves_of_one_new_name_in_any_case_save_exactly_one() {
+    let cli = Cli::new();
+    let names = ["dup", "Dup", "DUP", "dUp", "duP", "DUp", "dUP", "DuP"];
+    let children: Vec<Running> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| cli.cmd(&save_model_args(n, &format!("model-{i}"))).spawn())
+        .collect();
+    let outs: Vec<support::Output> = children
+        .into_iter()
+        .zip(names)
+        .map(|(c, n)| wait_within(c, &format!("profile save model {n}")))
+        .collect();
+    let winners: Vec<usize> = (0..names.len()).filter(|&i| outs[i].code == 0).collect();
+    assert_eq!(winners.len(), 1, "exactly one save succeeds: {outs:#?}");
+    let w = winners[0];
+    let winner = names[w];
+    assert!(
+        outs[w]
+            .stderr
+            .starts_with(&format!("saved model profile \"{winner}\"")),
+        "{}",
+        outs[w].render()
+    );
+    for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != w) {
+        assert_eq!(out.code, 1, "{}: {}", names[i], out.render());
+        assert_eq!(
+            out.stderr,
+            format!("error: profile \"{winner}\" already exists; add --force to replace it\n"),
+            "{}",
+            names[i]
+        );
+    }
+    assert_eq!(listed(&cli).0, [winner]);
+    let v: Value = serde_json::from_str(&cli.read_profile(winner)).unwrap();
+    assert_eq!(
+        v["model"],
+        format!("model-{w}"),
+        "the winner's profile, whole"
+    );
+    let files = std::fs::read_dir(cli.profiles_dir()).unwrap().count();
+    assert_eq!(files, 1, "one file, no temp file left");
+}
+
+/// A save of a new name waits while another process is writing that name in another case
+/// (stalled before its rename, holding the profiles lock): it used to check, find nothing and
+/// write a second file. Once the stalled process is killed, the kernel releases its lock and the
+/// waiting save goes on, sees that nothing was written, and saves.
+#[test]
+fn a_save_waits_for_a_save_of_the_name_in_another_case_and_a_killed_one_holds_nothing_up() {
+    if hook_missing() {
+        return;
+    }
+    let cli = Cli::new();
+    let stalled = stall(
+        &cli,
+        cli.cmd(&save_model_args("Work", "first")),
+        "Work.json",
+        At::Rename,
+    );
+    let mut second = cli.cmd(&save_model_args("work", "second")).spawn();
+    assert_waits(&mut second, "profile save model work");
+    stalled.kill();
+    let out = wait_within(second, "profile save model work");
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(listed(&cli).0, ["work"]);
+    let v: Value = serde_json::from_str(&cli.read_profile("work")).unwrap();
+    assert_eq!(v["model"], "second");
+}
+
+/// `profile delete a` of the default `a`, stalled while it clears the default (holding the
+/// settings lock), and a `profile set-default b` meanwhile: the set-default waits for it
+/// instead of landing between the delete's check of the default and its clearing of it (where
+/// the delete would then remove `b`). Killed, the delete leaves the default it did not clear;
+/// the set-default then names `b`.
+#[test]
+fn a_set_default_waits_for_a_delete_clearing_the_default() {
+    if hook_missing() {
+        return;
+    }
+    let cli = Cli::new();
+    for name in ["a", "b"] {
+        run_ok(&cli, &save_model_args(name, "m"));
+    }
+    run_ok(&cli, &["profile", "set-default", "a"]);
+    let stalled = stall(
+        &cli,
+        cli.cmd(&["profile", "delete", "a"]),
+        "settings.json",
+        At::Rename,
+    );
+    assert!(!cli.profile_path("a").exists(), "a.json is deleted first");
+    let mut set = cli.cmd(&["profile", "set-default", "b"]).spawn();
+    assert_waits(&mut set, "profile set-default b");
+    stalled.kill();
+    let out = wait_within(set, "profile set-default b");
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(listed(&cli), (vec!["b".into()], Some("b".into())));
+}
+
 /// Eight processes each log in their own bucket at once (creating the provider's directory
 /// among them): eight credentials, each with its own key.
 #[test]

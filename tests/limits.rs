@@ -679,21 +679,50 @@ fn stdin_prompt_size() {
     assert!(s.requests().is_empty());
 }
 
+/// A state file over its limit is no state llxprt wrote: it used to fail every chat until the
+/// user deleted it. It is moved aside, whole, to `state.json.too-large` and the state starts
+/// afresh with a warning naming both; the chat is answered and the state written again.
 #[test]
 fn state_file_size() {
     let s = Server::start(vec![Reply::sse(openai_stream(
-        &["never"],
+        &["answered"],
         Some("stop"),
         true,
         None,
     ))]);
     let cli = Cli::new();
     model(&cli, "a", &openai_base(&s));
-    sparse_file(&cli.home().join("state/state.json"), 64 * MIB as u64 + 1);
+    let state = cli.home().join("state/state.json");
+    let aside = cli.home().join("state/state.json.too-large");
+    let over = 64 * MIB as u64 + 1;
+    sparse_file(&state, over);
     let out = cli.run(&["chat", "--profile", "a", "hi"]);
-    expect(&out, 1, "file is larger than the 67108864-byte limit");
-    expect(&out, 1, "state.json");
-    assert!(s.requests().is_empty(), "nothing is sent without the state");
+    expect(&out, 0, "answered");
+    let warning = format!(
+        "warning: the state file {} was larger than the 67108864-byte limit; it was moved to {} and the state starts afresh",
+        state.display(),
+        aside.display()
+    );
+    expect(&out, 0, &warning);
+    assert_eq!(s.requests().len(), 1);
+    assert_eq!(std::fs::metadata(&aside).unwrap().len(), over, "kept whole");
+    let shown = cli.run(&["stats", "--profile", "a", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(shown.stdout.trim()).unwrap();
+    assert_eq!(v["lb"]["requests"], 1, "the new state file: {v}");
+    // Once only: the next chat reads the new file without a word.
+    let out = cli.run(&["chat", "--profile", "a", "hi"]);
+    expect(&out, 0, "answered");
+    assert!(!out.stderr.contains("warning"), "{}", out.render());
+    // At the limit exactly, the file is read (and, not being JSON, replaced as before).
+    sparse_file(&state, over - 1);
+    let out = cli.run(&["chat", "--profile", "a", "hi"]);
+    expect(&out, 0, "is not JSON");
+    assert_eq!(std::fs::metadata(&aside).unwrap().len(), over);
+    // A command that only reads the state moves it aside and says so too.
+    sparse_file(&state, over);
+    let out = cli.run(&["stats", "--profile", "a"]);
+    expect(&out, 0, &warning);
+    assert!(!state.exists());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -317,6 +317,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// The upstream servers, each playing one backend.
 struct Upstreams {
     kf: Server,
+    /// Plays `kf` reached with `--set base-url` and `--set auth-key` (SPEC §3: a model profile
+    /// used alone takes them from the session): it echoes the key given on the command line.
+    cl: Server,
     inl: Server,
     env: Server,
     oa: Server,
@@ -337,6 +340,12 @@ impl Upstreams {
             &format!(
                 "Incorrect API key provided: Bearer {KEYFILE_KEY}. Headers: x-api-key={HDR_XKEY}"
             ),
+        )]);
+        let cl = Server::start(vec![openai_error(
+            401,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            &format!("Incorrect API key provided: Bearer {CLI_KEY}. Headers: x-api-key={HDR_XKEY}"),
         )]);
         let inl = Server::start(vec![
             anthropic_error(
@@ -402,6 +411,7 @@ impl Upstreams {
         ]);
         Upstreams {
             kf,
+            cl,
             inl,
             env,
             oa,
@@ -699,9 +709,25 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
     let cli_key = format!("auth-key={CLI_KEY}");
     let broken_headers = format!("custom-headers={{\"Cookie\": \"{HDR_COOKIE}\"");
     let header_not_string = format!("custom-headers={{\"X-Api-Key\": [\"{CLI_KEY}\"]}}");
+    // With a model profile alone, `--set auth-key` is the session's key (SPEC §3): sent to the
+    // server `cl` (which echoes it), not to `kf`'s (which echoes the keyfile's, never sent then).
+    let cl_base = format!("base-url={}/v1", up.cl.url());
+    run(&[
+        "chat",
+        "--profile",
+        "kf",
+        "--json",
+        "--set",
+        &cli_key,
+        "--set",
+        &cl_base,
+        "hello?",
+    ]);
     for set in [&cli_key, &broken_headers, &header_not_string].map(String::as_str) {
         run(&["chat", "--profile", "lb", "--set", set, "hello?"]);
-        run(&["chat", "--profile", "kf", "--json", "--set", set, "hello?"]);
+        if set != cli_key {
+            run(&["chat", "--profile", "kf", "--json", "--set", set, "hello?"]);
+        }
         run(&["simulate", &s(&inline_trace), "--set", set]);
         run(&[
             "profile",
@@ -925,6 +951,10 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
             .collect()
     };
     assert!(header(&up.kf, "authorization").contains(&format!("Bearer {KEYFILE_KEY}")));
+    assert!(
+        header(&up.cl, "authorization") == [format!("Bearer {CLI_KEY}")],
+        "the request to cl carried the key given with --set auth-key"
+    );
     assert!(header(&up.kf, "x-api-key").contains(&HDR_XKEY.to_string()));
     assert!(header(&up.kf, "cookie").contains(&HDR_COOKIE.to_string()));
     assert!(header(&up.inl, "x-api-key").contains(&INLINE_KEY.to_string()));

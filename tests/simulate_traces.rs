@@ -181,3 +181,30 @@ fn set_overrides_the_trace_settings() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("failover_retry_count"), "{stderr}");
 }
+
+/// SPEC §3: a backend's `base-url`, `auth-keyfile` and `auth-key` only come from the backend,
+/// and a simulation sends nothing: `--set` of one runs the same timeline with a warning naming
+/// it, instead of being taken without a word (`chat` refuses them with a load balancer).
+#[test]
+fn set_of_a_backend_identity_changes_nothing_and_says_so() {
+    let t =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles-examples/traces/enterprise-ha.json");
+    let (code, plain, stderr) = simulate(&t, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, "");
+    for (key, value) in [
+        ("base-url", "http://127.0.0.1:1/v1"),
+        ("auth-keyfile", "/nonexistent/key"),
+        ("auth-key", "sk-test-simulated-0123456789abcdef"),
+    ] {
+        let (code, out, stderr) = simulate(&t, &["--set", &format!("{key}={value}")]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(out, plain, "--set {key} changed the timeline");
+        assert_eq!(
+            stderr,
+            format!(
+                "warning: --set {key} changes nothing in a simulation: a backend's base-url, auth-keyfile and auth-key come from its own profile (SPEC §3), and simulate sends no request\n"
+            )
+        );
+    }
+}

@@ -88,10 +88,14 @@ fn show(s: &Session, provider: Option<&str>, io: &mut Streams<'_>) -> std::io::R
         Ok(p) => p,
         Err(e) => return error(io, &format!("{e}; {USAGE}")),
     };
-    let shared = match StateFile::new(s.store().root()).read() {
+    let mut file = StateFile::new(s.store().root());
+    let shared = match file.read() {
         Ok(st) => st,
         Err(e) => return error(io, &format!("cannot read the state file: {e}")),
     };
+    for w in &file.warnings {
+        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+    }
     let rows = status::report(s.store().root(), only, &shared, now_ms());
     for line in status::lines(&rows) {
         writeln!(io.out, "{line}")?;

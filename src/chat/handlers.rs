@@ -223,10 +223,14 @@ fn stats(s: &Session, part: StatsPart, io: &mut Streams<'_>) -> std::io::Result<
         Ok(p) => p,
         Err(e) => return error(io, &format!("no statistics: {e}")),
     };
-    let shared = match StateFile::new(s.store().root()).read() {
+    let mut file = StateFile::new(s.store().root());
+    let shared = match file.read() {
         Ok(st) => st,
         Err(e) => return error(io, &format!("cannot read the state file: {e}")),
     };
+    for w in &file.warnings {
+        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+    }
     let v =
         crate::commands::stats::stats_json(&prepared.plan, &shared, crate::shell::http::now_ms());
     crate::commands::stats::write_text(

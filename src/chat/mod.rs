@@ -11,11 +11,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 use crate::cli::ChatArgs;
 use crate::commands::{CmdError, exit};
 use crate::profile::settings::parse_assignment;
+use crate::simulate::trace::check_settings_value;
 
 pub mod auth;
 pub mod budget;
@@ -43,13 +44,30 @@ pub fn cancel_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
-/// Applies `--set`, `--param` and `--system` to a session (one-shot and interactive alike).
+/// The `--set` keys of a backend's identity (SPEC §3): they only ever come from the backend's
+/// own profile, or, for a model profile used alone, from the session. [`apply_args`] checks
+/// them with the other settings; [`apply_identity_args`] applies them once the profile is
+/// loaded, since whether they are allowed depends on what it is.
+const IDENTITY_KEYS: [&str; 3] = ["base-url", "auth-keyfile", "auth-key"];
+
+/// Applies `--set`, `--param` and `--system` to a session (one-shot and interactive alike),
+/// all but the identity keys of [`IDENTITY_KEYS`] (checked here, applied by
+/// [`apply_identity_args`] after the load).
 pub fn apply_args(session: &mut session::Session, args: &ChatArgs) -> Result<(), CmdError> {
     let mut sets = Map::new();
+    let mut identity = Map::new();
     for s in &args.set {
         let (k, v) =
             parse_assignment(s).map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
-        sets.insert(k, v);
+        if IDENTITY_KEYS.contains(&k.as_str()) {
+            identity.insert(k, v);
+        } else {
+            sets.insert(k, v);
+        }
+    }
+    if !identity.is_empty() {
+        check_settings_value(&Value::Object(identity))
+            .map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
     }
     if let Some(sys) = &args.system {
         sets.insert("system-prompt".into(), sys.clone().into());
@@ -67,5 +85,33 @@ pub fn apply_args(session: &mut session::Session, args: &ChatArgs) -> Result<(),
     }
     session.set_params(params);
     session.recorder = args.record.as_deref().map(crate::record::Recorder::new);
+    Ok(())
+}
+
+/// Applies `--set base-url=…`, `auth-keyfile=…` and `auth-key=…` once the profile is loaded
+/// (SPEC §3): on a model profile used alone they are the session's, as `/baseurl` and
+/// `/keyfile` set them; with a load balancer loaded they are a usage error, as those commands
+/// are refused, since each backend's come from its own profile and would otherwise be
+/// ignored without a word.
+pub fn apply_identity_args(
+    session: &mut session::Session,
+    args: &ChatArgs,
+) -> Result<(), CmdError> {
+    for s in &args.set {
+        let Ok((k, v)) = parse_assignment(s) else {
+            continue; // refused by `apply_args` already
+        };
+        if IDENTITY_KEYS.contains(&k.as_str()) {
+            let lb = session.lb_loaded();
+            session.set_identity(&k, &v).map_err(|e| {
+                let e = CmdError::new(exit::USAGE, e);
+                if lb {
+                    e.help("set it in the backends' own profiles (llxprt profile save model NAME … --force), or run one backend alone with --profile NAME")
+                } else {
+                    e
+                }
+            })?;
+        }
+    }
     Ok(())
 }

@@ -42,21 +42,21 @@ fn check(store: &Store, name: &str, doc: &Value) -> Result<(Profile, Vec<String>
 
 /// Saves over an existing profile without `--force` (the session says so instead, SPEC §8.1).
 fn save(store: &Store, name: &str, profile: &Profile, what: &str) -> Result<String, String> {
-    let existed = store
-        .names()
-        .into_iter()
-        .find(|n| n.eq_ignore_ascii_case(name));
-    let path = store.save(name, profile, true).map_err(|e| e.to_string())?;
+    // Whether a profile was replaced is decided by the store, under its lock (SPEC §1): a
+    // check made here first could be out of date by the time of the write.
+    let saved = store.save(name, profile, true).map_err(|e| e.to_string())?;
+    let path = saved.path;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(match existed {
-        Some(_) => format!(
+    Ok(if saved.replaced {
+        format!(
             "replaced the existing profile \"{stem}\" with this {what} ({})",
             path.display()
-        ),
-        None => format!("saved {what} \"{stem}\" to {}", path.display()),
+        )
+    } else {
+        format!("saved {what} \"{stem}\" to {}", path.display())
     })
 }
 

@@ -19,7 +19,7 @@ use super::profiles;
 use super::session::Session;
 use super::sink::Sink;
 use super::slash::{self, Input, Slash};
-use super::{apply_args, cancel_flag};
+use super::{apply_args, apply_identity_args, cancel_flag};
 use crate::cli::ChatArgs;
 use crate::commands::diagnostics::history_path;
 use crate::commands::{CmdError, Streams, exit};
@@ -149,6 +149,7 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
     let mut session = Session::new(store.clone(), mode);
     apply_args(&mut session, args)?;
     open(&mut session, args, io)?;
+    apply_identity_args(&mut session, args)?;
     writeln!(
         io.err,
         "llxprt {}: type a message, or /help; /quit or Ctrl-D leaves",

@@ -56,6 +56,9 @@ struct Identity {
     model: Option<String>,
     base_url: Option<String>,
     keyfile: Option<String>,
+    /// `--set auth-key=…` on the command line (never typed in the session, SPEC §7). Never
+    /// shown: this struct is not printed.
+    key: Option<String>,
     /// `/provider` was used: nothing of the loaded profile's model setup is kept.
     fresh: bool,
     /// `/auth P enable` (true) or `disable` (false): P's OAuth `default` login or the API key.
@@ -232,6 +235,10 @@ impl Session {
         if let Some(k) = &self.ident.keyfile {
             m.settings.auth_keyfile = Some(k.clone());
             m.settings.auth_key = None;
+        }
+        if let Some(k) = &self.ident.key {
+            m.settings.auth_key = Some(k.clone());
+            m.settings.auth_keyfile = None;
         }
         if let Some(on) = self.ident.oauth {
             // SPEC §6.3: enable means the OAuth `default` bucket; disable the API key.

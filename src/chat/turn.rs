@@ -59,6 +59,9 @@ pub struct TurnOutcome {
     pub served: Option<Served>,
     /// Why `--record` could not write its trace, if it could not.
     pub record_error: Option<String>,
+    /// What the state file said while the turn ran (a file not JSON or over its limit and
+    /// started afresh, entries dropped), as warnings to show.
+    pub state_warnings: Vec<String>,
 }
 
 impl TurnOutcome {
@@ -78,12 +81,13 @@ impl TurnOutcome {
     }
 
     /// The notes to show after a turn: skipped malformed stream events (SPEC §5.8), a trace
-    /// that could not be written.
+    /// that could not be written, what the state file said.
     pub fn notes(&self) -> Vec<String> {
         let mut v: Vec<String> = self.malformed_note().into_iter().collect();
         if let Some(e) = &self.record_error {
             v.push(format!("warning: cannot write the trace: {e}"));
         }
+        v.extend(self.state_warnings.iter().map(|w| state_warning(w)));
         v
     }
 
@@ -114,6 +118,17 @@ impl TurnOutcome {
 fn request_id() -> u64 {
     // Unique across processes sharing the state file (a probe names its request).
     (u64::from(std::process::id()) << 32) | (now_ms() & 0xffff_ffff)
+}
+
+/// One of `StateFile::warnings` as a line to show: a warning about the whole file (not JSON,
+/// over its limit and moved aside) is a sentence naming it; anything else is the key of an
+/// entry that did not parse.
+pub fn state_warning(w: &str) -> String {
+    if w.starts_with("the state file ") {
+        format!("warning: {w}")
+    } else {
+        format!("warning: the state file's entry {w} did not parse and was dropped")
+    }
 }
 
 /// Runs one turn: `turns` is the whole history ending with the user's message; every attempt
@@ -190,8 +205,10 @@ pub fn run_turn(
             }),
         _ => None,
     };
+    let state_warnings = std::mem::take(&mut state.warnings);
     TurnOutcome {
         record_error,
+        state_warnings,
         ending,
         answer,
         attempts,

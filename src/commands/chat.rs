@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{CmdError, Streams, exit};
 use crate::chat::session::Session;
 use crate::chat::sink::Sink;
-use crate::chat::{apply_args, cancel_flag, repl};
+use crate::chat::{apply_args, apply_identity_args, cancel_flag, repl};
 use crate::cli::ChatArgs;
 use crate::driver::Ending;
 use crate::engine::plan::MidStream;
@@ -67,6 +67,7 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
     let mut session = Session::new(store.clone(), mode);
     apply_args(&mut session, args)?;
     session.load(&name)?;
+    apply_identity_args(&mut session, args)?;
     let cancel = cancel_flag();
     cancel.store(false, std::sync::atomic::Ordering::SeqCst);
     let spinner = !args.json && std::io::stderr().is_terminal();

@@ -205,16 +205,8 @@ pub(crate) fn set_default(store: &Store, name: &str, io: &mut Streams<'_>) -> Re
         writeln!(io.err, "no default profile")?;
         return Ok(exit::OK);
     }
-    store.path_of(name)?;
-    let actual = store
-        .names()
-        .into_iter()
-        .find(|n| n.eq_ignore_ascii_case(name))
-        .ok_or_else(|| {
-            CmdError::new(exit::CONFIG, format!("profile \"{name}\" does not exist"))
-                .help("see the profiles with llxprt profile list")
-        })?;
-    store.set_default(Some(&actual))?;
+    // The check that it exists and the write are one step (SPEC §1: concurrent processes).
+    let actual = store.set_default_existing(name)?;
     writeln!(io.err, "default profile: {actual}")?;
     Ok(exit::OK)
 }
@@ -466,7 +458,7 @@ fn save_model(store: &Store, a: &SaveModelArgs, io: &mut Streams<'_>) -> Result<
         doc["auth"] = auth;
     }
     let profile = build(&doc, store, &a.name, io)?;
-    let path = store.save(&a.name, &profile, a.force)?;
+    let path = store.save(&a.name, &profile, a.force)?.path;
     // The name of the file written: `--force` over a name differing only in case keeps the
     // existing profile's name (SPEC §1), and the message must not claim another.
     writeln!(
@@ -502,7 +494,7 @@ fn save_lb(store: &Store, a: &SaveLbArgs, io: &mut Streams<'_>) -> Result<u8, Cm
         doc["ephemeralSettings"] = Value::Object(settings);
     }
     let profile = build(&doc, store, &a.name, io)?;
-    let path = store.save(&a.name, &profile, a.force)?;
+    let path = store.save(&a.name, &profile, a.force)?.path;
     // The name of the file written: `--force` over a name differing only in case keeps the
     // existing profile's name (SPEC §1), and the message must not claim another.
     writeln!(

@@ -44,9 +44,23 @@ pub fn run(args: &SimulateArgs, store: &Store, io: &mut Streams<'_>) -> Result<u
         sets.insert(k, v);
     }
     if !sets.is_empty() {
+        let ignored: Vec<String> = sets
+            .keys()
+            .filter(|k| ["base-url", "auth-keyfile", "auth-key"].contains(&k.as_str()))
+            .cloned()
+            .collect();
         let over: Settings = trace::check_settings_value(&Value::Object(sets))
             .map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
         session.overlay(&over);
+        // SPEC §3: a backend's identity only comes from the backend, and a simulation sends
+        // nothing and reads no key, so these change nothing here (chat refuses them with a
+        // load balancer; with a model profile alone they only say where requests go).
+        for k in ignored {
+            writeln!(
+                io.err,
+                "warning: --set {k} changes nothing in a simulation: a backend's base-url, auth-keyfile and auth-key come from its own profile (SPEC §3), and simulate sends no request"
+            )?;
+        }
     }
     let name = args.profile.clone().unwrap_or_else(|| t.profile.clone());
     let (plan, backends) = simulate::plan_for(&t, &name, &session, Some(store)).map_err(|e| {

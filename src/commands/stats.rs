@@ -131,6 +131,9 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
                 format!("cannot update {}: {e}", file.path().display()),
             )
         })?;
+        for w in &file.warnings {
+            writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        }
         writeln!(
             io.err,
             "statistics reset for {}",
@@ -151,6 +154,9 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
             format!("cannot read {}: {e}", file.path().display()),
         )
     })?;
+    for w in &file.warnings {
+        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+    }
     let now = now_ms();
     let v = stats_json(&plan, &shared, now);
     if args.json {

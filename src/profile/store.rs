@@ -3,9 +3,17 @@
 //! Owns: where files live, listing, loading (with full validation), saving and deleting
 //! profiles atomically, and the default profile. Names are checked before any filesystem
 //! access. Must not: print.
+//!
+//! Concurrent `llxprt` processes may change the store at once (SPEC §1), so every check that a
+//! write depends on is made under an advisory lock (std `File::lock`), held until the write is
+//! in place: `<root>/profiles.lock` for the profiles directory (saving and deleting profiles,
+//! and naming the default, which must exist), `<root>/settings.json.lock` for each read-modify-
+//! write of `settings.json`. A process that needs both takes the profiles lock first. The lock
+//! files sit beside what they guard, never inside the profiles directory, so no listing of it
+//! ever sees them; a killed process's lock is released by the kernel.
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -77,6 +85,16 @@ pub struct Store {
 /// Valid model profiles: file → (its bytes, the profile).
 type Validated = HashMap<PathBuf, (Vec<u8>, ModelProfile)>;
 
+/// What [`Store::save`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The file written: an existing profile's file when a name differing only in case was
+    /// replaced (`force`), so its stem is the name the profile now has.
+    pub path: PathBuf,
+    /// Whether an existing profile was replaced.
+    pub replaced: bool,
+}
+
 /// One entry of `profile list`.
 #[derive(Debug)]
 pub struct Listed {
@@ -119,6 +137,17 @@ impl Store {
     /// `<root>/settings.json`.
     pub fn settings_path(&self) -> PathBuf {
         self.root.join("settings.json")
+    }
+
+    /// Locks the profiles directory (`<root>/profiles.lock`, see the module doc) until the
+    /// returned file is dropped.
+    fn lock_profiles(&self) -> Result<File, StoreError> {
+        lock_beside(&self.root.join("profiles.lock"))
+    }
+
+    /// Locks `settings.json` (`<root>/settings.json.lock`) until the returned file is dropped.
+    fn lock_settings(&self) -> Result<File, StoreError> {
+        lock_beside(&self.root.join("settings.json.lock"))
     }
 
     /// The file of a profile, after checking the name (SPEC §1).
@@ -277,17 +306,22 @@ impl Store {
 
     /// Saves a profile atomically (mode 0600). Without `force`, an existing profile (any case)
     /// is not overwritten; with it, a name differing only in case replaces that file.
-    pub fn save(&self, name: &str, profile: &Profile, force: bool) -> Result<PathBuf, StoreError> {
+    ///
+    /// The checks (the name is free, the backends exist) and the write are one step under the
+    /// profiles lock: of two processes saving the same new name at once, in any case, exactly
+    /// one writes it and the other is told it exists (SPEC §1).
+    pub fn save(&self, name: &str, profile: &Profile, force: bool) -> Result<Saved, StoreError> {
         let mut path = self.path_of(name)?;
-        if let Some(existing) = self.existing_name(name) {
+        let _lock = self.lock_profiles()?;
+        let existing = self.existing_name(name);
+        if let Some(existing) = &existing {
             if !force {
                 return Err(StoreError::Refused(format!(
                     "profile \"{existing}\" already exists; add --force to replace it"
                 )));
             }
             if existing != name {
-                let old = self.path_of(&existing)?;
-                path = old;
+                path = self.path_of(existing)?;
             }
         }
         if let Profile::LoadBalancer(lb) = profile {
@@ -320,7 +354,10 @@ impl Store {
         }
         write_atomic(&path, profile.to_json().as_bytes())
             .map_err(|e| StoreError::Io(format!("cannot write {}: {e}", path.display())))?;
-        Ok(path)
+        Ok(Saved {
+            path,
+            replaced: existing.is_some(),
+        })
     }
 
     /// Load balancers that list `name` as a backend.
@@ -352,11 +389,17 @@ impl Store {
 
     /// Deletes a profile; refused while a load balancer references it unless `force`. Deleting
     /// the default clears the default.
+    ///
+    /// Under the profiles lock (no load balancer naming it can be saved meanwhile), and the
+    /// default is cleared by one read-modify-write under the settings lock, so a default named
+    /// by another process in the meantime stays.
     pub fn delete(&self, name: &str, force: bool) -> Result<String, StoreError> {
         self.path_of(name)?;
-        let actual = self
-            .existing_name(name)
-            .ok_or_else(|| StoreError::Missing(format!("profile \"{name}\" does not exist")))?;
+        let missing = || StoreError::Missing(format!("profile \"{name}\" does not exist"));
+        // A missing profile is refused without creating the lock (or the root).
+        self.existing_name(name).ok_or_else(missing)?;
+        let _lock = self.lock_profiles()?;
+        let actual = self.existing_name(name).ok_or_else(missing)?;
         let refs = self.referrers(&actual);
         if !refs.is_empty() && !force {
             return Err(StoreError::Refused(format!(
@@ -370,12 +413,16 @@ impl Store {
         let path = self.path_of(&actual)?;
         fs::remove_file(&path)
             .map_err(|e| StoreError::Io(format!("cannot delete {}: {e}", path.display())))?;
-        if self
-            .default_profile()?
-            .is_some_and(|d| d.eq_ignore_ascii_case(&actual))
-        {
-            self.set_default(None)?;
-        }
+        self.update_settings(|m| {
+            let was_default = m
+                .get("defaultProfile")
+                .and_then(Value::as_str)
+                .is_some_and(|d| d.eq_ignore_ascii_case(&actual));
+            if was_default {
+                m.remove("defaultProfile");
+            }
+            was_default
+        })?;
         Ok(actual)
     }
 
@@ -397,6 +444,27 @@ impl Store {
         }
     }
 
+    /// One read-modify-write of `settings.json` under its lock: lock → re-read → `change` →
+    /// write atomically → unlock, so two processes changing it at once (different keys, or a
+    /// check and a change of the same key) lose neither change (SPEC §1). `change` returns
+    /// whether it changed anything; nothing is written when it did not.
+    fn update_settings(
+        &self,
+        change: impl FnOnce(&mut serde_json::Map<String, Value>) -> bool,
+    ) -> Result<(), StoreError> {
+        let _lock = self.lock_settings()?;
+        let mut m = self.read_settings()?;
+        if !change(&mut m) {
+            return Ok(());
+        }
+        let mut text =
+            serde_json::to_string_pretty(&Value::Object(m)).expect("a JSON map serialises");
+        text.push('\n');
+        let path = self.settings_path();
+        write_atomic(&path, text.as_bytes())
+            .map_err(|e| StoreError::Io(format!("cannot write {}: {e}", path.display())))
+    }
+
     /// The default profile's name from `settings.json`.
     pub fn default_profile(&self) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -407,23 +475,49 @@ impl Store {
     }
 
     /// Sets (or, with `None`, clears) the default profile; other keys of `settings.json` stay.
+    /// The name is written as given: [`Store::set_default_existing`] names an existing profile.
     pub fn set_default(&self, name: Option<&str>) -> Result<(), StoreError> {
-        let mut m = self.read_settings()?;
-        match name {
-            Some(n) => {
-                m.insert("defaultProfile".into(), Value::String(n.to_string()));
+        self.update_settings(|m| {
+            match name {
+                Some(n) => {
+                    m.insert("defaultProfile".into(), Value::String(n.to_string()));
+                }
+                None => {
+                    m.remove("defaultProfile");
+                }
             }
-            None => {
-                m.remove("defaultProfile");
-            }
-        }
-        let mut text =
-            serde_json::to_string_pretty(&Value::Object(m)).expect("a JSON map serialises");
-        text.push('\n');
-        let path = self.settings_path();
-        write_atomic(&path, text.as_bytes())
-            .map_err(|e| StoreError::Io(format!("cannot write {}: {e}", path.display())))
+            true
+        })
     }
+
+    /// Makes the existing profile `name` (any case) the default and returns its stored name.
+    /// The check that it exists and the write are one step under the profiles lock, so a
+    /// `profile delete` of it cannot land in between and leave the default naming nothing.
+    pub fn set_default_existing(&self, name: &str) -> Result<String, StoreError> {
+        self.path_of(name)?;
+        let missing = || StoreError::Missing(format!("profile \"{name}\" does not exist"));
+        self.existing_name(name).ok_or_else(missing)?;
+        let _lock = self.lock_profiles()?;
+        let actual = self.existing_name(name).ok_or_else(missing)?;
+        self.set_default(Some(&actual))?;
+        Ok(actual)
+    }
+}
+
+/// Opens (creating it and its directory) and locks the lock file at `path`; the lock is held
+/// until the file is dropped, or the process ends (SPEC §1).
+fn lock_beside(path: &Path) -> Result<File, StoreError> {
+    let fail = |e: std::io::Error| StoreError::Io(format!("cannot lock {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let f = options.open(path).map_err(fail)?;
+    f.lock().map_err(fail)?;
+    Ok(f)
 }
 
 impl Resolver for Store {
@@ -451,6 +545,184 @@ impl Resolver for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+    use std::thread::{self, JoinHandle};
+    use std::time::{Duration, Instant};
+
+    /// The longest a test waits for a thread; past it the test fails instead of hanging.
+    const TIMEOUT: Duration = Duration::from_secs(20);
+
+    fn json_map(v: &Value) -> serde_json::Map<String, Value> {
+        v.as_object().expect("an object").clone()
+    }
+
+    /// A store with the model profiles `names` (files written directly, not through the store).
+    fn store_with(names: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        fs::create_dir_all(store.profiles_dir()).unwrap();
+        for n in names {
+            write_model(&store, n);
+        }
+        (dir, store)
+    }
+
+    fn write_model(store: &Store, name: &str) {
+        fs::write(
+            store.profiles_dir().join(format!("{name}.json")),
+            r#"{"version": 1, "provider": "openai", "model": "m"}"#,
+        )
+        .unwrap();
+    }
+
+    fn model_profile() -> Profile {
+        Profile::Model(ModelProfile {
+            provider: "openai".into(),
+            model: "m".into(),
+            model_params: serde_json::Map::new(),
+            settings: super::super::settings::Settings::default(),
+            auth: None,
+        })
+    }
+
+    /// `h` is still running a while after it started: blocked on a lock the test holds.
+    fn still_waiting<T>(h: &JoinHandle<T>) -> bool {
+        thread::sleep(Duration::from_millis(300));
+        !h.is_finished()
+    }
+
+    fn join_within<T>(h: JoinHandle<T>, what: &str) -> T {
+        let start = Instant::now();
+        while !h.is_finished() {
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "{what} did not finish within {TIMEOUT:?}"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        h.join().expect("the thread does not panic")
+    }
+
+    /// SPEC §1: two writers of `settings.json` changing different keys at once both land. A's
+    /// read-modify-write waits (up to a second) inside its change for B's to finish; B must
+    /// wait for A's lock instead, and then re-read what A wrote.
+    #[test]
+    fn settings_writers_of_different_keys_lose_neither_change() {
+        let (_dir, store) = store_with(&[]);
+        let (inside_tx, inside_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let a = {
+            let store = store.clone();
+            thread::spawn(move || {
+                store.update_settings(|m| {
+                    inside_tx.send(()).unwrap();
+                    let _ = done_rx.recv_timeout(Duration::from_secs(1));
+                    m.insert("other".into(), Value::from(1));
+                    true
+                })
+            })
+        };
+        inside_rx
+            .recv_timeout(TIMEOUT)
+            .expect("A reads settings.json");
+        // B, while A has read and not written yet.
+        store.set_default(Some("b")).unwrap();
+        let _ = done_tx.send(());
+        join_within(a, "A's settings update").unwrap();
+        let m = store.read_settings().unwrap();
+        assert_eq!(
+            m,
+            json_map(&serde_json::json!({"other": 1, "defaultProfile": "b"}))
+        );
+    }
+
+    /// `profile delete` of the default, with a `set-default b` landing between its check of the
+    /// default and its clearing of it: `b` stays the default. The test holds the settings lock
+    /// as the set-default does; the delete must wait for it and decide on what it wrote.
+    #[test]
+    fn a_default_named_while_the_old_default_is_deleted_stays() {
+        let (_dir, store) = store_with(&["a", "b"]);
+        store.set_default(Some("a")).unwrap();
+        let lock = store.lock_settings().unwrap();
+        let delete = {
+            let store = store.clone();
+            thread::spawn(move || store.delete("a", false))
+        };
+        let start = Instant::now();
+        while store.profiles_dir().join("a.json").exists() {
+            assert!(start.elapsed() < TIMEOUT, "a.json is never deleted");
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            still_waiting(&delete),
+            "the delete changed settings.json without waiting for its lock"
+        );
+        write_atomic(
+            &store.settings_path(),
+            b"{\n  \"defaultProfile\": \"b\"\n}\n",
+        )
+        .unwrap();
+        drop(lock);
+        assert_eq!(join_within(delete, "the delete").unwrap(), "a");
+        assert_eq!(store.default_profile().unwrap().as_deref(), Some("b"));
+        assert_eq!(store.names(), ["b"]);
+        // Deleting the default itself still clears it.
+        store.delete("B", false).unwrap();
+        assert_eq!(store.default_profile().unwrap(), None);
+    }
+
+    /// SPEC §1: of two saves of one new name at once, in any case, exactly one writes it; the
+    /// other is told it exists (`force` replaces that file, never adds a second one). The
+    /// test holds the profiles lock as the first save does while it writes `foo.json`.
+    #[test]
+    fn of_two_saves_of_a_new_name_in_any_case_one_wins() {
+        let (_dir, store) = store_with(&[]);
+        let save = |name: &'static str, force: bool| {
+            let store = store.clone();
+            thread::spawn(move || store.save(name, &model_profile(), force))
+        };
+
+        let lock = store.lock_profiles().unwrap();
+        let second = save("Foo", false);
+        assert!(
+            still_waiting(&second),
+            "the save checked and wrote without waiting for the profiles lock"
+        );
+        write_model(&store, "foo");
+        drop(lock);
+        match join_within(second, "the second save") {
+            Err(StoreError::Refused(m)) => assert_eq!(
+                m,
+                "profile \"foo\" already exists; add --force to replace it"
+            ),
+            other => panic!("expected the refusal, got {other:?}"),
+        }
+        assert_eq!(store.names(), ["foo"]);
+
+        // With force (`/profile save` in the session), the file that won is replaced.
+        let lock = store.lock_profiles().unwrap();
+        let forced = save("Bar", true);
+        assert!(still_waiting(&forced), "the forced save did not wait");
+        write_model(&store, "bar");
+        drop(lock);
+        let saved = join_within(forced, "the forced save").unwrap();
+        assert_eq!(
+            saved,
+            Saved {
+                path: store.profiles_dir().join("bar.json"),
+                replaced: true
+            }
+        );
+        assert_eq!(store.names(), ["bar", "foo"]);
+        // The lock file is beside the profiles directory: nothing in it but profiles.
+        assert!(store.root().join("profiles.lock").is_file());
+        let mut files: Vec<String> = fs::read_dir(store.profiles_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["bar.json", "foo.json"]);
+    }
 
     /// A backend checked once is not checked again while its file is unchanged, and any change
     /// to the file is seen (it is read every time).

@@ -142,9 +142,10 @@ pub fn serve(store: Store, opts: Options, log: &Log) -> Result<(), CmdError> {
     let (engine, dropped) = run::Engine::new(store.root(), move |m: &str| {
         report(&format!("llxprt serve: warning: {m}"));
     });
-    for k in dropped {
+    for w in dropped {
         log(&format!(
-            "warning: the state file's entry {k} did not parse and was dropped"
+            "llxprt serve: {}",
+            crate::chat::turn::state_warning(&w)
         ));
     }
     let ctx = Arc::new(Ctx {

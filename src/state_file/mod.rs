@@ -97,21 +97,58 @@ pub fn from_keyed(v: &Value) -> (SharedState, Vec<String>) {
 }
 
 /// Reads the shared state at `path`: a missing file is the empty state, and so is one that is
-/// not JSON (with a warning pushed to `warnings`, like each key that does not parse).
+/// not a JSON object (with a warning pushed to `warnings`, like each key that does not parse).
+///
+/// A file over [`MAX_STATE_BYTES`] is no state llxprt wrote (statistics are bounded): it is
+/// moved aside to `<path>.too-large` (replacing an earlier one) and the state starts afresh,
+/// with a warning naming both, instead of failing every request until the user deletes it
+/// (SPEC §7). Nothing is lost silently: the old file stays there for the user to look at.
+/// Should it not move, the error is returned and nothing overwrites it.
 fn read_shared(path: &Path, warnings: &mut Vec<String>) -> io::Result<SharedState> {
     match read_limited(path, MAX_STATE_BYTES) {
         Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => {
+            Ok(v) if v.is_object() => {
                 let (s, dropped) = from_keyed(&v);
                 warnings.extend(dropped);
                 Ok(s)
             }
+            Ok(_) => {
+                warnings.push(format!(
+                    "the state file {} is not a JSON object; starting afresh",
+                    path.display()
+                ));
+                Ok(SharedState::default())
+            }
             Err(e) => {
-                warnings.push(format!("the file is not JSON ({e}); starting afresh"));
+                warnings.push(format!(
+                    "the state file {} is not JSON ({e}); starting afresh",
+                    path.display()
+                ));
                 Ok(SharedState::default())
             }
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SharedState::default()),
+        // `read_limited`'s only InvalidData: the file is over the limit.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            let mut aside = path.as_os_str().to_os_string();
+            aside.push(".too-large");
+            let aside = PathBuf::from(aside);
+            fs::rename(path, &aside).map_err(|r| {
+                io::Error::new(
+                    r.kind(),
+                    format!(
+                        "{e}, and it cannot be moved aside to {}: {r}",
+                        aside.display()
+                    ),
+                )
+            })?;
+            warnings.push(format!(
+                "the state file {} was larger than the {MAX_STATE_BYTES}-byte limit; it was moved to {} and the state starts afresh (statistics, circuits and cooldowns)",
+                path.display(),
+                aside.display()
+            ));
+            Ok(SharedState::default())
+        }
         Err(e) => Err(e),
     }
 }

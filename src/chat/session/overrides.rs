@@ -152,16 +152,42 @@ impl Session {
         }
     }
 
-    /// `/keyfile PATH`, stored as typed (`~` kept).
+    /// `/keyfile PATH`, stored as typed (`~` kept); it replaces a key given with `--set
+    /// auth-key`.
     pub fn set_keyfile(&mut self, path: &str) -> Result<String, String> {
         self.refuse_with_lb("/keyfile")?;
         self.ident.keyfile = Some(path.to_string());
+        self.ident.key = None;
         let note = if expand_tilde(path).is_file() {
             ""
         } else {
             " (no such file yet)"
         };
         Ok(format!("keyfile: {path}{note}"))
+    }
+
+    /// `--set base-url|auth-keyfile|auth-key=…` from the command line, once the profile is
+    /// loaded (SPEC §3): the session's model setup, as `/baseurl` and `/keyfile` set it (an
+    /// `auth-key` replaces the keyfile, and the reverse). Refused, naming the key, while a load
+    /// balancer is loaded: each backend's comes from its own profile.
+    pub fn set_identity(&mut self, key: &str, value: &Value) -> Result<(), String> {
+        self.refuse_with_lb(&format!("--set {key}"))?;
+        let text = value
+            .as_str()
+            .ok_or_else(|| format!("--set {key}: expected a string"))?;
+        match key {
+            "base-url" => self
+                .set_base_url(text)
+                .map(drop)
+                .map_err(|e| format!("--set {key}: {e}")),
+            "auth-keyfile" => self.set_keyfile(text).map(drop),
+            "auth-key" => {
+                self.ident.key = Some(text.to_string());
+                self.ident.keyfile = None;
+                Ok(())
+            }
+            _ => Err(format!("--set {key} is not a backend's identity")),
+        }
     }
 
     /// `/system`: the system prompt in effect.
