@@ -80,10 +80,25 @@ pub struct Store {
     /// loading a load balancer checks each backend once, not once for the load balancer's
     /// check and again for each plan built from it.
     models: Arc<Mutex<Validated>>,
+    /// Profiles [`Store::load`] validated, by file (shared by clones): a long-running process
+    /// (`serve`, a request at a time) reads the files again and validates only when the bytes
+    /// of the profile or, for a load balancer, of one of its backends changed.
+    loaded: Arc<Mutex<HashMap<PathBuf, Loaded>>>,
 }
 
 /// Valid model profiles: file → (its bytes, the profile).
 type Validated = HashMap<PathBuf, (Vec<u8>, ModelProfile)>;
+
+/// A profile [`Store::load`] validated, with the bytes it depends on.
+#[derive(Debug, Clone)]
+struct Loaded {
+    bytes: Vec<u8>,
+    /// A load balancer's backends as they were read before the validation: name → bytes
+    /// (`None`: the backend could not be read).
+    backends: Vec<(String, Option<Vec<u8>>)>,
+    profile: Profile,
+    diagnostics: Vec<Diagnostic>,
+}
 
 /// What [`Store::save`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +136,7 @@ impl Store {
         Store {
             root: root.into(),
             models: Arc::default(),
+            loaded: Arc::default(),
         }
     }
 
@@ -186,11 +202,16 @@ impl Store {
     /// file that cannot be read — one over [`MAX_PROFILE_BYTES`] included — is a profile that
     /// does not load (SPEC §7, §8.2: a configuration error).
     fn read(&self, name: &str) -> Result<(PathBuf, Vec<u8>), StoreError> {
-        self.path_of(name)?;
-        let actual = self
-            .existing_name(name)
-            .ok_or_else(|| StoreError::Missing(format!("profile \"{name}\" does not exist")))?;
-        let path = self.path_of(&actual)?;
+        let exact = self.path_of(name)?;
+        // The name as given names the file (one stat); else the listing finds it in any case.
+        let path = if exact.is_file() {
+            exact
+        } else {
+            let actual = self
+                .existing_name(name)
+                .ok_or_else(|| StoreError::Missing(format!("profile \"{name}\" does not exist")))?;
+            self.path_of(&actual)?
+        };
         let bytes = read_limited(&path, MAX_PROFILE_BYTES).map_err(|e| {
             let message = if e.kind() == std::io::ErrorKind::InvalidData {
                 format!(
@@ -217,9 +238,61 @@ impl Store {
     }
 
     /// Loads and fully validates a profile, backends included (SPEC §2.3 "every load").
+    ///
+    /// A profile read with the same bytes as at its last load — and for a load balancer, each
+    /// backend with the same bytes too — is not validated again (its diagnostics are those of
+    /// that load: a keyfile's warning appears or goes with the next change to the profile).
     pub fn load(&self, name: &str) -> Result<(Profile, Vec<Diagnostic>), StoreError> {
         let (path, bytes) = self.read(name)?;
-        self.check(name, path, bytes)
+        let cached = self
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&path)
+            .filter(|l| l.bytes == bytes)
+            .cloned();
+        if let Some(l) = cached
+            && l.backends
+                .iter()
+                .all(|(b, was)| self.backend_bytes(b) == *was)
+        {
+            return Ok((l.profile, l.diagnostics));
+        }
+        // The backends as they are before the check: a change after it shows at the next load.
+        let backends: Vec<(String, Option<Vec<u8>>)> = lb_backends(&bytes)
+            .into_iter()
+            .map(|b| {
+                let now = self.backend_bytes(&b);
+                (b, now)
+            })
+            .collect();
+        let (profile, diagnostics) = self.check(name, path.clone(), bytes.clone())?;
+        let listed = match &profile {
+            Profile::LoadBalancer(lb) => lb.backends.clone(),
+            Profile::Model(_) => Vec::new(),
+        };
+        // Only when the backends read above are the ones validated (always, unless the file
+        // was read differently: then nothing is kept).
+        if listed == backends.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>() {
+            self.loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(
+                    path,
+                    Loaded {
+                        bytes,
+                        backends,
+                        profile: profile.clone(),
+                        diagnostics: diagnostics.clone(),
+                    },
+                );
+        }
+        Ok((profile, diagnostics))
+    }
+
+    /// A backend profile's bytes, if it can be read.
+    fn backend_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.read(name).ok().map(|(_, b)| b)
     }
 
     /// Validates a profile's bytes read from `path`.
@@ -542,6 +615,26 @@ impl Resolver for Store {
     }
 }
 
+/// The backend names a load balancer's text lists (`backends`, or its synonym `profiles`), as
+/// far as it can be read; nothing for a model profile or text that does not parse.
+fn lb_backends(bytes: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return Vec::new();
+    };
+    if v.get("type").and_then(Value::as_str) != Some("loadbalancer") {
+        return Vec::new();
+    }
+    v.get("backends")
+        .or_else(|| v.get("profiles"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| b.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -722,6 +815,63 @@ mod tests {
             .collect();
         files.sort();
         assert_eq!(files, ["bar.json", "foo.json"]);
+    }
+
+    /// `load` validates again whenever the profile's bytes or a backend's bytes changed, and
+    /// only then (a long-running `serve` loads per request).
+    #[test]
+    fn a_load_sees_every_change_to_the_profile_and_its_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        fs::create_dir_all(store.profiles_dir()).unwrap();
+        let write = |name: &str, text: &str| {
+            fs::write(store.profiles_dir().join(format!("{name}.json")), text).unwrap();
+        };
+        write(
+            "a",
+            r#"{"version": 1, "provider": "openai", "model": "m1"}"#,
+        );
+        write(
+            "b",
+            r#"{"version": 1, "provider": "openai", "model": "m2"}"#,
+        );
+        write(
+            "lb",
+            r#"{"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"]}"#,
+        );
+        assert!(store.load("lb").is_ok());
+        assert!(store.load("lb").is_ok(), "unchanged: still valid");
+        // A backend turned into a load balancer: the load balancer no longer loads.
+        write(
+            "b",
+            r#"{"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "a2"]}"#,
+        );
+        assert!(matches!(store.load("lb"), Err(StoreError::Invalid { .. })));
+        write(
+            "b",
+            r#"{"version": 1, "provider": "openai", "model": "m2"}"#,
+        );
+        assert!(store.load("lb").is_ok());
+        // A backend gone.
+        fs::remove_file(store.profiles_dir().join("a.json")).unwrap();
+        assert!(matches!(store.load("lb"), Err(StoreError::Invalid { .. })));
+        write(
+            "a",
+            r#"{"version": 1, "provider": "openai", "model": "m1"}"#,
+        );
+        // The profile itself changed.
+        write(
+            "lb",
+            r#"{"version": 1, "type": "loadbalancer", "policy": "roundrobin", "backends": ["a", "b"]}"#,
+        );
+        match store.load("lb") {
+            Ok((Profile::LoadBalancer(lb), _)) => {
+                assert_eq!(lb.policy, crate::profile::raw::Policy::Roundrobin);
+            }
+            other => panic!("a load balancer, got {other:?}"),
+        }
+        write("lb", r#"{"version": 1, "provider": "openai"}"#);
+        assert!(matches!(store.load("lb"), Err(StoreError::Invalid { .. })));
     }
 
     /// A backend checked once is not checked again while its file is unchanged, and any change
