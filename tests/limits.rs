@@ -679,6 +679,35 @@ fn stdin_prompt_size() {
     assert!(s.requests().is_empty());
 }
 
+/// A line of the interactive session read from a pipe: one over 16 MiB is refused and skipped,
+/// never sent or held whole; the lines around it are read as usual (SPEC §7).
+#[test]
+fn session_line_length() {
+    let s = Server::start(vec![Reply::sse(openai_stream(
+        &["short answer"],
+        Some("stop"),
+        true,
+        None,
+    ))]);
+    let cli = Cli::new();
+    model(&cli, "a", &openai_base(&s));
+    let mut input = vec![b'w'; 16 * MIB + 1];
+    input.extend_from_slice(b"\nhello\n/quit\n");
+    let out = cli
+        .cmd(&["chat", "-i", "--profile", "a"])
+        .stdin(input)
+        .run();
+    expect(
+        &out,
+        0,
+        "a line of input is longer than 16777216 bytes, the most one line may have; it was skipped",
+    );
+    assert!(out.stdout.contains("short answer"), "{}", out.render());
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "only the short line was sent");
+    assert_eq!(reqs[0].body["messages"][0]["content"], "hello");
+}
+
 /// A state file over its limit is no state llxprt wrote: it used to fail every chat until the
 /// user deleted it. It is moved aside, whole, to `state.json.too-large` and the state starts
 /// afresh with a warning naming both; the chat is answered and the state written again.

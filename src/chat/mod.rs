@@ -22,6 +22,7 @@ pub mod auth;
 pub mod budget;
 pub mod handlers;
 pub mod history;
+pub mod input;
 pub mod profiles;
 pub mod repl;
 pub mod session;

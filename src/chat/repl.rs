@@ -1,6 +1,6 @@
-//! The interactive session's loop (SPEC §8.1): rustyline reads a line (from a terminal with
-//! editing and history, or plainly from a pipe), a message is sent as a turn, a slash command
-//! is carried out.
+//! The interactive session's loop (SPEC §8.1): a line is read ([`super::input`]: rustyline on
+//! a terminal, with editing and history; a bounded plain reader from a pipe), a message is sent
+//! as a turn, a slash command is carried out.
 //!
 //! Owns: opening the session (what is loaded, and what it says when nothing can be), the line
 //! history file `<root>/history/repl` (mode 0600, SPEC §1), Ctrl-C and Ctrl-D at the prompt,
@@ -9,12 +9,12 @@
 
 use std::io::IsTerminal;
 
-use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{Config, Editor};
 
 use super::handlers::{self, After};
 use super::history;
+use super::input::{Lines, Read};
 use super::profiles;
 use super::session::Session;
 use super::sink::Sink;
@@ -49,13 +49,6 @@ fn open_history(editor: &mut Editor<(), FileHistory>, store: &Store) -> std::pat
         let _ = editor.add_history_entry(entry);
     }
     path
-}
-
-fn record(editor: &mut Editor<(), FileHistory>, path: &std::path::Path, line: &str) {
-    if editor.add_history_entry(line).unwrap_or(false) {
-        // Losing a history line is no reason to stop the session.
-        let _ = history::append(path, line);
-    }
 }
 
 /// Opens the session with the profile named on the command line, or the default one; says
@@ -155,14 +148,21 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
         "llxprt {}: type a message, or /help; /quit or Ctrl-D leaves",
         env!("CARGO_PKG_VERSION")
     )?;
-    let config = Config::builder()
-        .auto_add_history(false)
-        .max_history_size(1000)
-        .map_err(|e| CmdError::new(exit::FAILED, e.to_string()))?
-        .build();
-    let mut editor: Editor<(), FileHistory> = Editor::with_config(config)
-        .map_err(|e| CmdError::new(exit::FAILED, format!("cannot open the terminal: {e}")))?;
-    let history = open_history(&mut editor, store);
+    let mut lines = if std::io::stdin().is_terminal() {
+        let config = Config::builder()
+            .auto_add_history(false)
+            .max_history_size(history::MAX_ENTRIES)
+            .map_err(|e| CmdError::new(exit::FAILED, e.to_string()))?
+            .build();
+        let mut editor: Editor<(), FileHistory> = Editor::with_config(config)
+            .map_err(|e| CmdError::new(exit::FAILED, format!("cannot open the terminal: {e}")))?;
+        let history = open_history(&mut editor, store);
+        Lines::Terminal(Box::new(editor), history)
+    } else {
+        let path = history_path(store);
+        let _ = history::prepare_dir(&path);
+        Lines::Piped(std::io::stdin().lock(), path)
+    };
     // Installed before the first turn so Ctrl-C never kills a turn in flight.
     let _ = cancel_flag();
     if let Some(p) = &args.prompt
@@ -172,16 +172,17 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
     }
     loop {
         io.out.flush()?;
-        let line = match editor.readline("> ") {
-            Ok(line) => line,
+        let read = lines
+            .read("> ")
+            .map_err(|e| CmdError::new(exit::FAILED, format!("cannot read input: {e}")))?;
+        let line = match read {
+            Read::Line(line) => line,
             // Ctrl-C at the prompt clears the line (SPEC §8.1).
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
-            Err(e) => {
-                return Err(CmdError::new(
-                    exit::FAILED,
-                    format!("cannot read input: {e}"),
-                ));
+            Read::Interrupted => continue,
+            Read::End => break,
+            Read::Refused(why) => {
+                handlers::error(io, &why)?;
+                continue;
             }
         };
         let input = match slash::parse(&line) {
@@ -192,13 +193,16 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
             }
         };
         if may_record(&input) {
-            record(&mut editor, &history, &line);
+            lines.remember(&line);
         }
         let message = match input {
             Input::Empty => continue,
             Input::Message(m) => m,
             Input::Command(cmd) => {
-                let mut ask = |prompt: &str| editor.readline(prompt).ok();
+                let mut ask = |prompt: &str| match lines.read(prompt) {
+                    Ok(Read::Line(l)) => Some(l),
+                    _ => None,
+                };
                 match handlers::run(cmd, &mut session, io, &mut ask)? {
                     After::Continue => continue,
                     After::Quit => break,
