@@ -12,7 +12,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{self, SyncSender};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -20,7 +19,7 @@ use serde_json::{Value, json};
 use super::conn::{self, Conn, HEAD_TIMEOUT, IDLE_TIMEOUT, ReadError};
 use super::guard::{self, Refusal};
 use super::plan::{self, PlanError};
-use super::pool::Job;
+use super::pool::Permits;
 use super::request;
 use super::run::{self, Finished};
 use super::sink::{Collect, Serving, StreamSink};
@@ -39,7 +38,7 @@ enum Next {
 }
 
 /// Serves one connection until it closes.
-pub fn connection(mut conn: Conn, ctx: &Arc<Ctx>, jobs: &SyncSender<Job>) {
+pub fn connection(mut conn: Conn, ctx: &Arc<Ctx>, permits: &Permits) {
     let mut served = 0u64;
     loop {
         // A new connection's first request is awaited up to HEAD_TIMEOUT, a kept-alive one up
@@ -64,21 +63,11 @@ pub fn connection(mut conn: Conn, ctx: &Arc<Ctx>, jobs: &SyncSender<Job>) {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::Chat(body, close) => {
-                let (tx, rx) = mpsc::channel();
-                let job_ctx = ctx.clone();
-                let job: Job = Box::new(move || {
-                    let mut conn = conn;
-                    let close = chat(&mut conn, &body, close, &job_ctx);
-                    let _ = tx.send((conn, close));
-                });
-                if jobs.send(job).is_err() {
+                let permit = permits.acquire();
+                let close = chat(&mut conn, &body, close, ctx);
+                drop(permit);
+                if close {
                     return;
-                }
-                // The connection comes back when its answer is written (not if the request
-                // panicked: then it just closes).
-                match rx.recv() {
-                    Ok((c, false)) => conn = c,
-                    _ => return,
                 }
             }
         }

@@ -3,31 +3,65 @@
 //!
 //! Owns: accepting connections (at most [`MAX_CONNECTIONS`] open; beyond, a 503 at once), a
 //! thread per open connection that waits for and reads its requests — so an idle keep-alive
-//! client or a slow one never holds a worker, and no idle connection has to be closed under a
-//! client that is about to reuse it — and [`WORKERS`] threads that run the chat requests (the
-//! engine and the upstream attempts) and write their answers. Stopping: the first Ctrl-C stops
-//! accepting, lets every request in flight finish, closes idle connections and returns; a
-//! second Ctrl-C ends the process at once (exit 130). Must not: read requests (see `handler`).
+//! client or a slow one holds nothing but its thread, and no idle connection has to be closed
+//! under a client that is about to reuse it — and the [`Permits`] that let at most [`WORKERS`]
+//! chat requests run at once, in arrival order: a connection's thread runs its request itself
+//! once it holds a permit (no hand-over to another thread on the request's path). Stopping: the
+//! first Ctrl-C stops accepting, lets every request in flight finish, closes idle connections
+//! and returns; a second Ctrl-C ends the process at once (exit 130). Must not: read requests
+//! (see `handler`).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::conn::{self, Conn};
 use super::{Ctx, handler, wire};
 
-/// Worker threads: chat requests running at once (each runs its attempts on a thread of its
-/// own, SPEC §6.2). More requests wait in the queue, in order.
+/// Chat requests running at once (each runs its attempts on a thread of its own, SPEC §6.2).
+/// More requests wait, in order.
 pub const WORKERS: usize = 16;
 /// Open connections at most; a connection beyond is answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 512;
 
-/// A chat request handed to a worker.
-pub type Job = Box<dyn FnOnce() + Send>;
+/// At most [`WORKERS`] chat requests at once, started in the order they asked.
+#[derive(Debug, Default)]
+pub struct Permits {
+    /// (tickets handed out, tickets started, requests running).
+    state: Mutex<(u64, u64, usize)>,
+    turn: Condvar,
+}
+
+/// A running request's permit, given back when dropped (also when the request panics).
+pub struct Permit<'p>(&'p Permits);
+
+impl Permits {
+    /// Waits for this request's turn and a free place.
+    pub fn acquire(&self) -> Permit<'_> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let ticket = s.0;
+        s.0 += 1;
+        while !(s.1 == ticket && s.2 < WORKERS) {
+            s = self.turn.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        s.1 += 1;
+        s.2 += 1;
+        // The next ticket may be able to start too.
+        self.turn.notify_all();
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.2 -= 1;
+        self.0.turn.notify_all();
+    }
+}
 
 /// Where to connect to wake a blocked `accept` (the wildcard addresses are not connectable).
 fn wake_addr(addr: SocketAddr) -> SocketAddr {
@@ -56,15 +90,6 @@ pub fn install_ctrl_c(ctx: &Arc<Ctx>, addr: SocketAddr) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>) {
-    loop {
-        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = next else { return };
-        // A bug in one request must not shrink the pool; its connection just closes.
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-    }
-}
-
 fn busy(mut s: TcpStream) {
     let body = wire::error_body(
         "llxprt serve is busy: too many open connections",
@@ -82,20 +107,10 @@ fn busy(mut s: TcpStream) {
     ));
 }
 
-/// Serves until [`Ctx::stop`]; returns once every connection is closed and every worker has
-/// finished.
+/// Serves until [`Ctx::stop`]; returns once every connection is closed (every request in
+/// flight finished).
 pub fn run(listener: &TcpListener, ctx: &Arc<Ctx>) {
-    let (jobs, rx): (SyncSender<Job>, Receiver<Job>) = mpsc::sync_channel(MAX_CONNECTIONS);
-    let rx = Arc::new(Mutex::new(rx));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|i| {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("serve-worker-{i}"))
-                .spawn(move || worker(&rx))
-                .expect("spawning a worker thread")
-        })
-        .collect();
+    let permits = Arc::new(Permits::default());
     let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if ctx.stopping() {
@@ -112,11 +127,14 @@ pub fn run(listener: &TcpListener, ctx: &Arc<Ctx>) {
             continue;
         }
         open.fetch_add(1, Ordering::SeqCst);
-        let (ctx, jobs, done) = (ctx.clone(), jobs.clone(), open.clone());
+        let (ctx, permits, done) = (ctx.clone(), permits.clone(), open.clone());
         let spawned = std::thread::Builder::new()
             .name("serve-conn".into())
             .spawn(move || {
-                handler::connection(Conn::new(stream), &ctx, &jobs);
+                // A bug in one request must not take the server down; its connection closes.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    handler::connection(Conn::new(stream), &ctx, &permits);
+                }));
                 done.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -127,8 +145,55 @@ pub fn run(listener: &TcpListener, ctx: &Arc<Ctx>) {
     while open.load(Ordering::SeqCst) > 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(jobs);
-    for w in workers {
-        let _ = w.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// At most [`WORKERS`] requests hold a permit at once, and waiting requests start in the
+    /// order they asked: each place that frees lets in the oldest waiter.
+    #[test]
+    fn permits_bound_the_running_requests_and_keep_the_order() {
+        let permits = Permits::default();
+        let held: Vec<Permit<'_>> = (0..WORKERS).map(|_| permits.acquire()).collect();
+        let started = Mutex::new(Vec::new());
+        let finish = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for i in 0..5 {
+                let (permits, started, finish) = (&permits, &started, &finish);
+                s.spawn(move || {
+                    let p = permits.acquire();
+                    started.lock().unwrap().push(i);
+                    wait_for("the end", || finish.load(Ordering::SeqCst));
+                    drop(p);
+                });
+                wait_for("the ticket", || {
+                    permits.state.lock().unwrap().0 == (WORKERS + i + 1) as u64
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(started.lock().unwrap().is_empty(), "every place was taken");
+            for (n, p) in held.into_iter().take(5).enumerate() {
+                drop(p);
+                wait_for("a waiter to start", || {
+                    started.lock().unwrap().len() == n + 1
+                });
+                assert!(permits.state.lock().unwrap().2 <= WORKERS);
+            }
+            finish.store(true, Ordering::SeqCst);
+        });
+        assert_eq!(*started.lock().unwrap(), [0, 1, 2, 3, 4]);
     }
 }
