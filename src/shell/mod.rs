@@ -11,5 +11,4 @@ pub mod credentials;
 pub mod http;
 pub mod protocol;
 pub mod sse;
-pub mod threads;
 pub mod transport;

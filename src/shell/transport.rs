@@ -3,16 +3,23 @@
 //! connection, `first_byte_timeout_ms` from sending until the first body bytes (or the whole
 //! body when not streaming), `stream_idle_timeout_ms` between reads; no total timeout.
 //!
-//! Each attempt runs on a thread of its own (reused, [`super::threads`]) that reads the body
-//! into a channel; the caller waits on the channel with a deadline, which also lets Ctrl-C
-//! cancel an attempt in flight.
+//! An attempt is read on the caller's thread. Every connection of the agent is wrapped
+//! ([`Watched`]) so that a wait for bytes ends at the deadline the reading thread set for its
+//! attempt, and is cut into short slices to see a cancellation (Ctrl-C, a client gone): the
+//! deadlines are exact and no thread or channel stands between the bytes and the reader.
 //! Owns: bytes in and out and transport errors. Must not: parse protocols or decide anything.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::time::Duration as UreqDuration;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
 
 use super::protocol::HttpRequest;
 
@@ -76,12 +83,13 @@ pub enum Msg {
 fn agent() -> &'static ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
     AGENT.get_or_init(|| {
-        ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .user_agent(concat!("llxprt/", env!("CARGO_PKG_VERSION")))
             .max_idle_connections_per_host(4)
-            .build()
-            .new_agent()
+            .build();
+        let connector = DefaultConnector::new().chain(WatchConnector);
+        ureq::Agent::with_parts(config, connector, DefaultResolver::default())
     })
 }
 
@@ -121,9 +129,9 @@ fn classify(e: ureq::Error) -> TransportError {
     }
 }
 
-/// One attempt in flight.
+/// One attempt in flight, read on the caller's thread.
 pub struct Attempt {
-    rx: Receiver<Msg>,
+    state: State,
     started: Instant,
     first_data: bool,
     deadlines: Deadlines,
@@ -131,96 +139,25 @@ pub struct Attempt {
     cancel: Arc<AtomicBool>,
 }
 
-/// Starts an attempt on its own thread. With `whole_body`, `first_byte_ms` covers the whole
-/// body (a non-streamed request).
+enum State {
+    /// Not sent yet: the first [`Attempt::next_msg`] sends it and returns the head.
+    Ready(Box<HttpRequest>),
+    /// The head arrived; the body is read a piece at a time.
+    Body(Box<ureq::BodyReader<'static>>),
+    /// The body ended or the transport failed.
+    Done,
+}
+
+/// Prepares an attempt; nothing is sent before the first [`Attempt::next_msg`]. With
+/// `whole_body`, `first_byte_ms` covers the whole body (a non-streamed request).
 pub fn start(
     req: HttpRequest,
     deadlines: Deadlines,
     whole_body: bool,
     cancel: Arc<AtomicBool>,
 ) -> Attempt {
-    let (tx, rx) = mpsc::sync_channel::<Msg>(64);
-    // ureq's own timeouts are only a backstop so a stuck thread ends by itself (SPEC §6.2).
-    let backstop = Duration::from_millis(
-        deadlines
-            .first_byte_ms
-            .max(deadlines.idle_ms)
-            .saturating_add(1000),
-    );
-    let connect = Duration::from_millis(deadlines.connect_ms);
-    // A second sender only for a thread that cannot start; dropped at once otherwise, so a
-    // job that ends without a word still shows as a closed channel.
-    let on_failure = tx.clone();
-    let job = move || {
-        let mut b = agent().post(&req.url);
-        for (k, v) in &req.headers {
-            b = b.header(k.as_str(), v.as_str());
-        }
-        let body = serde_json::to_vec(&req.body).expect("request bodies are plain JSON");
-        let result = b
-            .header("content-type", "application/json")
-            .config()
-            .timeout_connect(Some(connect))
-            .timeout_recv_response(Some(backstop))
-            .timeout_per_read(Some(backstop))
-            .build()
-            .send(&body[..]);
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Msg::Fail(classify(e)));
-                return;
-            }
-        };
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        if tx.send(Msg::Head { status, headers }).is_err() {
-            return;
-        }
-        let mut reader = resp.into_body().into_reader();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => {
-                    let _ = tx.send(Msg::End);
-                    return;
-                }
-                Ok(n) => {
-                    if tx.send(Msg::Data(buf[..n].to_vec())).is_err() {
-                        return; // the caller gave up (timeout or cancel)
-                    }
-                }
-                Err(e) => {
-                    let err = match ureq::Error::from(e) {
-                        ureq::Error::Timeout(_) => TransportError::IdleTimeout,
-                        other => match classify(other) {
-                            TransportError::FirstByteTimeout => TransportError::IdleTimeout,
-                            x => x,
-                        },
-                    };
-                    let _ = tx.send(Msg::Fail(err));
-                    return;
-                }
-            }
-        }
-    };
-    if let Err(e) = super::threads::run(Box::new(job)) {
-        let _ = on_failure.send(Msg::Fail(TransportError::Other(format!(
-            "cannot start the attempt's thread: {e}"
-        ))));
-    }
-    drop(on_failure);
     Attempt {
-        rx,
+        state: State::Ready(Box::new(req)),
         started: Instant::now(),
         first_data: false,
         deadlines,
@@ -235,40 +172,216 @@ impl Attempt {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// When the next bytes must have arrived, and the failure if they have not.
+    fn deadline(&self) -> (Instant, TransportError) {
+        if !self.first_data || self.whole_body {
+            (
+                self.started + Duration::from_millis(self.deadlines.first_byte_ms),
+                TransportError::FirstByteTimeout,
+            )
+        } else {
+            (
+                Instant::now() + Duration::from_millis(self.deadlines.idle_ms),
+                TransportError::IdleTimeout,
+            )
+        }
+    }
+
     /// The next message, enforcing the deadlines and watching for cancellation.
     pub fn next_msg(&mut self) -> Msg {
-        let idle_from = Instant::now();
-        loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Msg::Fail(TransportError::Cancelled);
-            }
-            let (deadline, on_timeout) = if !self.first_data || self.whole_body {
-                (
-                    self.started + Duration::from_millis(self.deadlines.first_byte_ms),
-                    TransportError::FirstByteTimeout,
-                )
+        let (deadline, on_timeout) = self.deadline();
+        let watch = Watch {
+            deadline,
+            cancel: self.cancel.clone(),
+        };
+        let failed = |e: TransportError, cancel: &AtomicBool| {
+            if cancel.load(Ordering::Relaxed) {
+                TransportError::Cancelled
+            } else if Instant::now() >= deadline {
+                on_timeout.clone()
             } else {
-                (
-                    idle_from + Duration::from_millis(self.deadlines.idle_ms),
-                    TransportError::IdleTimeout,
-                )
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Msg::Fail(on_timeout);
+                e
             }
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            match self.rx.recv_timeout(wait) {
-                Ok(Msg::Data(d)) => {
-                    self.first_data = true;
-                    return Msg::Data(d);
+        };
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Ready(req) => match watched(&watch, || send(&req, &self.deadlines)) {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_ascii_lowercase(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect();
+                    self.state = State::Body(Box::new(resp.into_body().into_reader()));
+                    Msg::Head { status, headers }
                 }
-                Ok(m) => return m,
-                // The idle clock keeps running from the last data (this call's start).
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Msg::Fail(TransportError::Reset),
+                Err(e) => Msg::Fail(failed(classify(e), &self.cancel)),
+            },
+            State::Body(mut reader) => {
+                let mut buf = vec![0u8; 16 * 1024];
+                match watched(&watch, || reader.read(&mut buf)) {
+                    Ok(0) => Msg::End,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        self.first_data = true;
+                        self.state = State::Body(reader);
+                        Msg::Data(buf)
+                    }
+                    Err(e) => {
+                        let err = match ureq::Error::from(e) {
+                            ureq::Error::Timeout(_) => TransportError::IdleTimeout,
+                            other => match classify(other) {
+                                TransportError::FirstByteTimeout => TransportError::IdleTimeout,
+                                x => x,
+                            },
+                        };
+                        Msg::Fail(failed(err, &self.cancel))
+                    }
+                }
+            }
+            State::Done => Msg::Fail(TransportError::Other("the attempt already ended".into())),
+        }
+    }
+}
+
+/// Sends a request and waits for its head. ureq's own timeouts are only a backstop (SPEC
+/// §6.2): the deadlines are the [`Watch`]'s.
+fn send(
+    req: &HttpRequest,
+    deadlines: &Deadlines,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let backstop = Duration::from_millis(
+        deadlines
+            .first_byte_ms
+            .max(deadlines.idle_ms)
+            .saturating_add(1000),
+    );
+    let connect = Duration::from_millis(deadlines.connect_ms);
+    let mut b = agent().post(&req.url);
+    for (k, v) in &req.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    let body = serde_json::to_vec(&req.body).expect("request bodies are plain JSON");
+    b.header("content-type", "application/json")
+        .config()
+        .timeout_connect(Some(connect))
+        .timeout_recv_response(Some(backstop))
+        .timeout_per_read(Some(backstop))
+        .build()
+        .send(&body[..])
+}
+
+/// What the transport of the attempt this thread is reading must keep to (see [`Watched`]).
+#[derive(Debug, Clone)]
+struct Watch {
+    /// The next bytes are due by then.
+    deadline: Instant,
+    /// Set when the user cancels (Ctrl-C) or the client goes away.
+    cancel: Arc<AtomicBool>,
+}
+
+thread_local! {
+    /// The watch of the attempt this thread is reading, while it reads.
+    static WATCH: RefCell<Option<Watch>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (ureq I/O) under `watch`.
+fn watched<T>(watch: &Watch, f: impl FnOnce() -> T) -> T {
+    WATCH.with(|w| *w.borrow_mut() = Some(watch.clone()));
+    let r = f();
+    WATCH.with(|w| *w.borrow_mut() = None);
+    r
+}
+
+/// The longest single wait for bytes, so a cancellation is seen within it.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// Every connection of the agent, whatever its kind (TCP, TLS, through a proxy): a wait for
+/// bytes ends at the reading thread's [`Watch`] deadline, and is cut into [`SLICE`]s to see a
+/// cancellation. The deadlines are thus the shell's own, exact, without a thread per attempt
+/// (SPEC §6.2); ureq's timeouts stay as a backstop.
+#[derive(Debug)]
+struct Watched(Box<dyn Transport>);
+
+impl Transport for Watched {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.0.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = match WATCH.with(|w| w.borrow().clone()) {
+            Some(watch) => within(
+                timeout,
+                watch.deadline.saturating_duration_since(Instant::now()),
+            ),
+            None => timeout,
+        };
+        self.0.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        loop {
+            let Some(watch) = WATCH.with(|w| w.borrow().clone()) else {
+                return self.0.await_input(timeout);
+            };
+            if watch.cancel.load(Ordering::Relaxed) {
+                return Err(ureq::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "cancelled",
+                )));
+            }
+            let left = watch.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ureq::Error::Timeout(timeout.reason));
+            }
+            let slice = left.min(SLICE);
+            let ours = slice < *timeout.after && timeout.per_read.is_none_or(|p| slice < *p);
+            match self.0.await_input(within(timeout, slice)) {
+                Err(ureq::Error::Timeout(_)) if ours => {}
+                other => return other,
             }
         }
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.0.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.0.is_tls()
+    }
+}
+
+/// `timeout` shortened to at most `most`.
+fn within(timeout: NextTimeout, most: Duration) -> NextTimeout {
+    let cap =
+        |d: Option<UreqDuration>| Some(UreqDuration::Exact(d.map_or(most, |d| (*d).min(most))));
+    NextTimeout {
+        after: UreqDuration::Exact((*timeout.after).min(most)),
+        per_read: cap(timeout.per_read),
+        per_write: cap(timeout.per_write),
+        ..timeout
+    }
+}
+
+/// Wraps each connection the default connectors make in [`Watched`].
+#[derive(Debug)]
+struct WatchConnector;
+
+impl Connector<Box<dyn Transport>> for WatchConnector {
+    type Out = Box<dyn Transport>;
+
+    fn connect(
+        &self,
+        _details: &ConnectionDetails,
+        chained: Option<Box<dyn Transport>>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(chained.map(|t| Box::new(Watched(t)) as Box<dyn Transport>))
     }
 }
 
