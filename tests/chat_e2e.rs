@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 use support::Cli;
 use support::server::{
@@ -308,6 +310,64 @@ fn a_slow_first_token_within_the_deadline_is_fine() {
         v["usage"]["completion_tokens"].as_u64().unwrap() > 0,
         "estimated when the server sends none"
     );
+}
+
+/// SPEC §3.1, §6.2: `first_byte_timeout_ms` runs from the send to the first body bytes, whole:
+/// a server that trickles its response head a byte at a time (each read gets something, so a
+/// per-read timeout would never fire) is still given up at the deadline, and the request fails
+/// over.
+#[test]
+fn a_response_head_trickled_a_byte_at_a_time_still_times_out_at_the_first_byte_deadline() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            listener.set_nonblocking(true).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let head = format!("HTTP/1.1 200 OK\r\nx-padding: {}\r\n", "p".repeat(200));
+                for b in head.bytes() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst)
+                        || conn.write_all(&[b]).is_err()
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+    let b = Server::start(vec![ok_stream(&["from b"])]);
+    let cli = Cli::new();
+    model(
+        &cli,
+        "a",
+        "openai",
+        &format!("http://{addr}/v1"),
+        json!({"context-limit": 1000}),
+    );
+    model(&cli, "b", "openai", &openai_base(&b), json!({}));
+    cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"]}));
+    let started = Instant::now();
+    let (code, v, _) = chat_json(&cli, &["--set", "first_byte_timeout_ms=400"]);
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    trickler.join().unwrap();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["answer"], "from b");
+    assert_eq!(attempts(&v), ["a/default timeout", "b/default success 200"]);
+    // The head alone takes over 4 s to trickle; the deadline is 400 ms.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
 }
 
 #[test]
