@@ -216,11 +216,28 @@ impl EngineState {
         }
     }
 
-    fn capped(req: &RequestState) -> Option<u32> {
-        req.plan
+    /// SPEC §5.11: `max_attempts` is checked before ordering any further attempt (before a
+    /// wait or a refresh too): a capped request fails here, when its last attempt has ended.
+    fn stop_if_capped(
+        &mut self,
+        req: &mut RequestState,
+        id: RequestId,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) -> Option<Flow> {
+        let max = req
+            .plan
             .settings
             .max_attempts
-            .filter(|&m| req.attempts.len() as u32 >= m)
+            .filter(|&m| req.attempts.len() as u32 >= m)?;
+        Some(self.fail(
+            req,
+            id,
+            now,
+            FailKind::Exhausted,
+            &Headline::MaxAttempts(max),
+            out,
+        ))
     }
 
     /// Moves the request to its next eligible backend and sends to its first bucket; fails
@@ -233,15 +250,8 @@ impl EngineState {
         from: Option<usize>,
         out: &mut Vec<Action>,
     ) -> Flow {
-        if let Some(max) = Self::capped(req) {
-            return self.fail(
-                req,
-                id,
-                now,
-                FailKind::Exhausted,
-                &Headline::MaxAttempts(max),
-                out,
-            );
+        if let Some(stop) = self.stop_if_capped(req, id, now, out) {
+            return stop;
         }
         let Some(b) = self.choose_backend(req, now, out) else {
             if req.attempts.is_empty() {
@@ -549,15 +559,8 @@ impl EngineState {
                     && ra <= s.retry_after_max_ms
                     && !v.bucket_retry_used
                 {
-                    if let Some(max) = Self::capped(req) {
-                        return self.fail(
-                            req,
-                            id,
-                            now,
-                            FailKind::Exhausted,
-                            &Headline::MaxAttempts(max),
-                            out,
-                        );
+                    if let Some(stop) = self.stop_if_capped(req, id, now, out) {
+                        return stop;
                     }
                     let v = req.visit.as_mut().expect("still visiting");
                     v.bucket_retry_used = true;
@@ -578,15 +581,8 @@ impl EngineState {
                 self.advance_bucket(req, id, now, o, out)
             }
             Class::Auth if bk.oauth && bk.refreshable && !v.bucket_retry_used => {
-                if let Some(max) = Self::capped(req) {
-                    return self.fail(
-                        req,
-                        id,
-                        now,
-                        FailKind::Exhausted,
-                        &Headline::MaxAttempts(max),
-                        out,
-                    );
+                if let Some(stop) = self.stop_if_capped(req, id, now, out) {
+                    return stop;
                 }
                 let v = req.visit.as_mut().expect("still visiting");
                 v.bucket_retry_used = true;
@@ -648,15 +644,8 @@ impl EngineState {
         let Some(next) = self.next_bucket(&plan, v, now) else {
             return self.backend_level(req, id, now, o, out);
         };
-        if let Some(max) = Self::capped(req) {
-            return self.fail(
-                req,
-                id,
-                now,
-                FailKind::Exhausted,
-                &Headline::MaxAttempts(max),
-                out,
-            );
+        if let Some(stop) = self.stop_if_capped(req, id, now, out) {
+            return stop;
         }
         let v = req.visit.as_mut().expect("still visiting");
         let bp = &plan.backends[v.backend];
@@ -799,15 +788,8 @@ impl EngineState {
             );
         }
         if retryable && v.retries < s.retry_count {
-            if let Some(max) = Self::capped(req) {
-                return self.fail(
-                    req,
-                    id,
-                    now,
-                    FailKind::Exhausted,
-                    &Headline::MaxAttempts(max),
-                    out,
-                );
+            if let Some(stop) = self.stop_if_capped(req, id, now, out) {
+                return stop;
             }
             let v = req.visit.as_mut().expect("still visiting");
             v.retries += 1;
