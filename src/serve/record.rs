@@ -28,6 +28,8 @@ struct Part {
 #[derive(Default)]
 struct Parts {
     origin_ms: Option<u64>,
+    /// The arrival time of the last request to start.
+    last_ms: u64,
     next: u64,
     /// Started requests, by start number; `None` while still running.
     by_start: BTreeMap<u64, Option<Part>>,
@@ -56,14 +58,18 @@ impl Recording {
     }
 
     /// Notes that a request starts at `now_ms` (its place in the start order) and gives it
-    /// a recorder of its own.
+    /// a recorder of its own. Arrival times follow the start order (SPEC §9.2: a replay runs
+    /// the requests in that order): a request that read the clock just before another but
+    /// took its place just after it is recorded at the other's time.
     pub fn start(&self, now_ms: u64) -> (Ticket, Recorder) {
         let mut p = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = p.next;
         p.next += 1;
-        p.origin_ms.get_or_insert(now_ms);
+        let at_ms = now_ms.max(p.last_ms);
+        p.last_ms = at_ms;
+        p.origin_ms.get_or_insert(at_ms);
         p.by_start.insert(seq, None);
-        (Ticket { seq, at_ms: now_ms }, Recorder::new(&self.path))
+        (Ticket { seq, at_ms }, Recorder::new(&self.path))
     }
 
     /// Adds a finished request's observations and rewrites the file (atomically).
@@ -155,5 +161,18 @@ mod tests {
         let at: Vec<u64> = reqs.iter().map(|r| r.at_ms).collect();
         assert_eq!(at, [0, 500]);
         assert_eq!(t.profile, "lb");
+    }
+
+    /// A request that read the clock before another but started after it is recorded at the
+    /// other's time: arrival times never go back in start order.
+    #[test]
+    fn arrival_times_follow_the_start_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Recording::new(&dir.path().join("t.json"));
+        let at: Vec<u64> = [1000, 1035, 1032, 1040]
+            .into_iter()
+            .map(|now| rec.start(now).0.at_ms)
+            .collect();
+        assert_eq!(at, [1000, 1035, 1035, 1040]);
     }
 }
