@@ -797,6 +797,26 @@ fn serve_fixture() -> (Server, Cli, Serve) {
     (s, cli, serve)
 }
 
+/// A `POST /v1/chat/completions` carrying `body`, the connection closed after it.
+fn chat_post(body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+/// A refusal left the upstream untouched and serve alive.
+fn refused_before_upstream(s: &Server, serve: &Serve) {
+    assert!(
+        s.requests().is_empty(),
+        "refused before any upstream request"
+    );
+    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+}
+
 /// `GET /health` with one padding header: the head (up to its final blank line) is exactly
 /// `len` bytes.
 fn head_of_len(len: usize) -> Vec<u8> {
@@ -847,24 +867,13 @@ fn serve_request_header_count() {
 fn serve_request_body() {
     let (s, _cli, serve) = serve_fixture();
     // Sent whole by a client that writes before it reads: still answered 413.
-    let body = vec![b' '; 8 * MIB + 1];
-    let mut req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(&body);
-    let (status, text) = raw(serve.addr, &req);
+    let (status, text) = raw(serve.addr, &chat_post(&vec![b' '; 8 * MIB + 1]));
     assert_eq!(status, 413, "{text}");
     assert!(
         text.contains("the request body is 8388609 bytes; the limit is 8388608 (8 MiB)"),
         "{text}"
     );
-    assert!(
-        s.requests().is_empty(),
-        "refused before any upstream request"
-    );
-    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+    refused_before_upstream(&s, &serve);
 }
 
 #[test]
@@ -879,23 +888,13 @@ fn serve_request_json_nesting() {
             "]".repeat(n)
         )
     };
-    let request = |body: &str| {
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let (status, text) = raw(serve.addr, request(&body(128)).as_bytes());
+    let (status, text) = raw(serve.addr, &chat_post(body(128).as_bytes()));
     assert_eq!(status, 400, "{text}");
     assert!(
         text.contains("the request body is not JSON: recursion limit exceeded"),
         "{text}"
     );
-    assert!(
-        s.requests().is_empty(),
-        "refused before any upstream request"
-    );
-    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+    refused_before_upstream(&s, &serve);
 }
 
 #[test]
