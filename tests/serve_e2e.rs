@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use support::Cli;
 use support::serve::{Reply as Got, Serve, client, events, get, post, raw, streamed_text};
 use support::server::{
-    Reply, Server, SseOut, anthropic_error, anthropic_stream, openai_error, openai_stream,
-    refused_url,
+    Reply, Server, SseOut, anthropic_error, anthropic_stream, openai_chunk, openai_error,
+    openai_stream, refused_url,
 };
 
 const KEY: &str = "sk-test-serve-0123456789abcdefghij";
@@ -498,6 +498,85 @@ fn mid_stream_continue_forwards_only_the_continuation() {
         log.contains("backend=b") && log.contains("attempts=2"),
         "{log}"
     );
+}
+
+#[test]
+fn the_whitespace_cut_from_a_prefill_is_delivered_once() {
+    // SPEC §5.8: "Trailing whitespace is cut from the prefill and restored in the delivered
+    // text". The client already has "The answer is "; b continues "The answer is" with
+    // " forty-two.", so the client gets "forty-two." and no doubled space.
+    let a = Server::start(vec![Reply::cut_after(
+        2,
+        ok_stream(&["The answer ", "is ", "never"]),
+    )]);
+    let b = Server::start(vec![ok_stream(&[" forty", "-two."])]);
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(&a), json!({}));
+    model(
+        &cli,
+        "b",
+        "openai",
+        &openai_base(&b),
+        json!({"accepts-prefill": true}),
+    );
+    lb(
+        &cli,
+        "lb",
+        "failover",
+        &["a", "b"],
+        &json!({"failover_retry_count": 0}),
+    );
+    let serve = Serve::start(&cli, &["--profile", "lb"]);
+    let r = post(&client(), &serve.chat_url(), &ask(true));
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    assert_eq!(streamed_text(&r.body), "The answer is forty-two.");
+    let last = b.requests()[0].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last,
+        json!({"role": "assistant", "content": "The answer is"})
+    );
+}
+
+#[test]
+fn a_stream_broken_before_any_text_fails_over_under_the_default_continue() {
+    // No output began, so nothing needs a prefill: b (which does not accept one) answers
+    // afresh (SPEC §5.8: before any output every failure follows §5.3–5.5).
+    let role_only = || SseOut::data(openai_chunk(json!({"role": "assistant"}), None));
+    let a = Server::start(vec![
+        Reply::cut_after(1, Reply::sse(vec![role_only()])),
+        Reply::cut_after(1, Reply::sse(vec![role_only()])),
+    ]);
+    let b = Server::start(vec![ok_stream(&["Fine."]), ok_stream(&["Fine."])]);
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(&a), json!({}));
+    model(&cli, "b", "openai", &openai_base(&b), json!({}));
+    lb(
+        &cli,
+        "lb",
+        "failover",
+        &["a", "b"],
+        &json!({"failover_retry_count": 0}),
+    );
+    let serve = Serve::start(&cli, &["--profile", "lb"]);
+    for stream in [true, false] {
+        let r = post(&client(), &serve.chat_url(), &ask(stream));
+        assert_served(&r, stream, "b", "Fine.", "broken before any text");
+    }
+    for r in b.requests() {
+        let last = r.body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["role"], "user", "no prefill");
+    }
 }
 
 #[test]

@@ -32,6 +32,19 @@ pub trait AnswerSink {
     /// `serve` relays a Chat Completions message it does not interpret (tool calls) from it
     /// (SPEC §8.3); other sinks ignore it.
     fn complete_body(&mut self, _body: &[u8]) {}
+    /// Reasoning text to show now, when the serving backend's `reasoning.includeInResponse`
+    /// is on (SPEC §3.1): streamed as it arrives, or all of it just before the answer's text
+    /// when the answer is delivered whole. Sinks that do not show reasoning ignore it.
+    fn reasoning(&mut self, _text: &str) {}
+}
+
+/// Whether the backend's reasoning text is shown to the user: `reasoning.includeInResponse`,
+/// true by default (SPEC §3.1).
+fn show_reasoning(b: &ResolvedBackend) -> bool {
+    b.settings
+        .settings
+        .reasoning_include_in_response
+        .unwrap_or(true)
 }
 
 /// The current Unix time in milliseconds: the engine's clock in the shell (SPEC §5.9).
@@ -281,11 +294,16 @@ impl<'a> HttpExec<'a> {
                     o.message = r.refusal;
                     o
                 }
-                Ok(r) if r.finish_reason.is_some() => {
+                Ok(mut r) if r.finish_reason.is_some() => {
                     if prefill_text.is_none() {
                         self.partial.clear();
+                    } else {
+                        r.text = drop_overlap(&mut self.cut_whitespace(), &r.text).to_string();
                     }
                     self.sink.complete_body(&body);
+                    if let Some(r) = r.reasoning.as_deref().filter(|_| show_reasoning(b)) {
+                        self.sink.reasoning(r);
+                    }
                     self.sink.text(&r.text);
                     let usage = r.usage.unwrap_or(Usage {
                         prompt_tokens: prompt_estimate,
@@ -406,17 +424,24 @@ impl<'a> HttpExec<'a> {
         // Why the event stream was refused (a limit of SPEC §6.2, §7), to say so.
         let mut refused: Option<String> = None;
         let buffered = self.mode == MidStream::Buffer;
-        let show_reasoning = b
-            .settings
-            .settings
-            .reasoning_include_in_response
-            .unwrap_or(true);
-        let _ = show_reasoning;
+        let show_reasoning = show_reasoning(b);
+        // What was cut from the end of the prefill; the continuation's first text repeats it
+        // at most once (see `drop_overlap`).
+        let mut cut = if continuing {
+            self.cut_whitespace()
+        } else {
+            String::new()
+        };
         loop {
             let msg = att.next_msg();
             let (events, ended, failure) = match msg {
                 Msg::Data(d) => match sse.feed(&d) {
-                    Ok(ev) => (ev, false, None),
+                    Ok(ev) => {
+                        if !ev.is_empty() {
+                            att.event_arrived();
+                        }
+                        (ev, false, None)
+                    }
                     Err(e) => {
                         refused = Some(e.to_string());
                         (Vec::new(), true, Some(TransportError::Other(e.to_string())))
@@ -434,12 +459,21 @@ impl<'a> HttpExec<'a> {
                 for c in chunks {
                     match c {
                         Chunk::Text(t) => {
-                            if !buffered {
-                                self.sink.text(&t);
+                            let t = drop_overlap(&mut cut, &t);
+                            if t.is_empty() {
+                                continue;
                             }
-                            text.push_str(&t);
+                            if !buffered {
+                                self.sink.text(t);
+                            }
+                            text.push_str(t);
                         }
-                        Chunk::Reasoning(r) => reasoning.push_str(&r),
+                        Chunk::Reasoning(r) => {
+                            if show_reasoning && !buffered {
+                                self.sink.reasoning(&r);
+                            }
+                            reasoning.push_str(&r);
+                        }
                         Chunk::Signature(s) => signature = Some(s),
                         Chunk::Usage(u) => usage = Some(u),
                         Chunk::Finish(r) => finish = Some(r),
@@ -491,18 +525,8 @@ impl<'a> HttpExec<'a> {
                 if finish.is_some() {
                     break;
                 }
-                if text.is_empty() && failure.is_some() {
-                    let e = failure.unwrap_or(TransportError::Reset);
-                    return match e {
-                        TransportError::IdleTimeout => self.interrupted(
-                            &text,
-                            &b.name,
-                            Some("the stream stalled".into()),
-                            att.elapsed_ms(),
-                            buffered,
-                        ),
-                        other => transport_outcome(&other, 0, att.elapsed_ms()),
-                    };
+                if text.is_empty() {
+                    return no_text_outcome(failure.as_ref(), refused, att.elapsed_ms());
                 }
                 let why = refused.take().unwrap_or_else(|| {
                     match failure {
@@ -516,6 +540,9 @@ impl<'a> HttpExec<'a> {
             }
         }
         if buffered {
+            if show_reasoning && !reasoning.is_empty() {
+                self.sink.reasoning(&reasoning);
+            }
             self.sink.text(&text);
         }
         if !continuing {
@@ -533,6 +560,11 @@ impl<'a> HttpExec<'a> {
             usage,
         };
         success(status, usage, att.elapsed_ms())
+    }
+
+    /// The trailing whitespace of the partial answer: cut from the prefill, already delivered.
+    fn cut_whitespace(&self) -> String {
+        self.partial[self.partial.trim_end().len()..].to_string()
     }
 
     fn interrupted(
@@ -562,6 +594,59 @@ fn success(status: u16, usage: Usage, latency_ms: u64) -> Outcome {
     let mut o = Outcome::of(Class::Success);
     o.status = Some(status);
     o.tokens = usage.total();
+    o.latency_ms = latency_ms;
+    o
+}
+
+/// The start of a continuation's text less what repeats `cut`, the whitespace cut from the
+/// prefill and already delivered (SPEC §5.8: cut from the prefill, restored in the delivered
+/// text). A model continuing `Hello` answers ` world`; the client already has `Hello `, so it
+/// gets `world`. `cut` shrinks as it is matched and is emptied at the first character that
+/// does not match, so only the very start of the continuation is ever touched.
+fn drop_overlap<'t>(cut: &mut String, text: &'t str) -> &'t str {
+    let mut rest = text;
+    while let Some(c) = cut.chars().next() {
+        match rest.strip_prefix(c) {
+            Some(r) => {
+                rest = r;
+                cut.drain(..c.len_utf8());
+            }
+            None if rest.is_empty() => break,
+            None => cut.clear(),
+        }
+    }
+    rest
+}
+
+/// A stream that broke before any answer text arrived: no output began, so it is not
+/// `interrupted` (SPEC §4: "the stream broke after output began") and follows SPEC §5.3–5.5 like
+/// any failure before output (§5.8), whatever `mid_stream` says. A stall is a `timeout` (the
+/// backend went silent: not retried on it, §5.4); a cut, an end without the finish signal, or
+/// an event stream over a limit is `network` (no usable response). Decision recorded in docs/decisions.md.
+fn no_text_outcome(
+    failure: Option<&TransportError>,
+    refused: Option<String>,
+    latency_ms: u64,
+) -> Outcome {
+    let mut o = match failure {
+        // The event stream broke a limit of SPEC §6.2, §7.
+        Some(_) if refused.is_some() => {
+            let mut o = Outcome::of(Class::Network);
+            o.message = refused;
+            o
+        }
+        Some(TransportError::IdleTimeout) => {
+            let mut o = Outcome::of(Class::Timeout);
+            o.message = Some("the stream stalled before any text".into());
+            o
+        }
+        Some(e) => transport_outcome(e, 0, latency_ms),
+        None => {
+            let mut o = Outcome::of(Class::Network);
+            o.message = Some("the stream ended without its finish signal, before any text".into());
+            o
+        }
+    };
     o.latency_ms = latency_ms;
     o
 }

@@ -1,7 +1,10 @@
 //! The transport (SPEC §6.2): one ureq agent per process, statuses not turned into errors,
 //! proxies from the environment, and the shell's own deadlines — `connect_timeout_ms` for the
-//! connection, `first_byte_timeout_ms` from sending until the first body bytes (or the whole
-//! body when not streaming), `stream_idle_timeout_ms` between reads; no total timeout.
+//! connection, `first_byte_timeout_ms` from sending the request until its first stream event
+//! (or the whole body when not streaming), `stream_idle_timeout_ms` between two events; no
+//! total timeout. The reader says when an event arrived ([`Attempt::event_arrived`]): bytes
+//! that complete no event (keep-alive comments, a server trickling a byte at a time) move no
+//! deadline.
 //!
 //! An attempt is read on the caller's thread. Every connection of the agent is wrapped
 //! ([`Watched`]) so that a wait for bytes ends at the deadline the reading thread set for its
@@ -33,9 +36,10 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 pub struct Deadlines {
     /// TCP + TLS connect.
     pub connect_ms: u64,
-    /// From sending to the response headers and the first body bytes.
+    /// From sending the request to the response headers and the first stream event (the whole
+    /// body when not streaming).
     pub first_byte_ms: u64,
-    /// Longest silence between two reads once the body started.
+    /// Longest silence between two stream events once the first one arrived.
     pub idle_ms: u64,
 }
 
@@ -133,7 +137,10 @@ fn classify(e: ureq::Error) -> TransportError {
 pub struct Attempt {
     state: State,
     started: Instant,
-    first_data: bool,
+    /// When the request's first bytes went out (the first-byte deadline counts from there).
+    sent: Option<Instant>,
+    /// When the last stream event arrived (the idle deadline counts from there).
+    last_event: Option<Instant>,
     deadlines: Deadlines,
     whole_body: bool,
     cancel: Arc<AtomicBool>,
@@ -159,7 +166,8 @@ pub fn start(
     Attempt {
         state: State::Ready(Box::new(req)),
         started: Instant::now(),
-        first_data: false,
+        sent: None,
+        last_event: None,
         deadlines,
         whole_body,
         cancel,
@@ -172,39 +180,48 @@ impl Attempt {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// When the next bytes must have arrived, and the failure if they have not.
-    fn deadline(&self) -> (Instant, TransportError) {
-        if !self.first_data || self.whole_body {
-            (
-                self.started + Duration::from_millis(self.deadlines.first_byte_ms),
-                TransportError::FirstByteTimeout,
-            )
-        } else {
-            (
-                Instant::now() + Duration::from_millis(self.deadlines.idle_ms),
+    /// A complete stream event arrived: from now on the next one is due within
+    /// `stream_idle_timeout_ms` (SPEC §3.1). Bytes alone never move a deadline.
+    pub fn event_arrived(&mut self) {
+        self.last_event = Some(Instant::now());
+    }
+
+    /// When the next bytes must have arrived (`None`: from the moment the request is sent), and
+    /// the failure if they have not.
+    fn deadline(&self) -> (Option<Instant>, TransportError) {
+        match self.last_event {
+            Some(at) if !self.whole_body => (
+                Some(at + Duration::from_millis(self.deadlines.idle_ms)),
                 TransportError::IdleTimeout,
-            )
+            ),
+            _ => (
+                self.sent
+                    .map(|at| at + Duration::from_millis(self.deadlines.first_byte_ms)),
+                TransportError::FirstByteTimeout,
+            ),
         }
     }
 
     /// The next message, enforcing the deadlines and watching for cancellation.
     pub fn next_msg(&mut self) -> Msg {
         let (deadline, on_timeout) = self.deadline();
-        let watch = Watch {
+        let mut watch = Watch {
             deadline,
+            first_byte: Duration::from_millis(self.deadlines.first_byte_ms),
+            sent: self.sent,
             cancel: self.cancel.clone(),
         };
-        let failed = |e: TransportError, cancel: &AtomicBool| {
-            if cancel.load(Ordering::Relaxed) {
+        let failed = |e: TransportError, watch: &Watch| {
+            if watch.cancel.load(Ordering::Relaxed) {
                 TransportError::Cancelled
-            } else if Instant::now() >= deadline {
+            } else if watch.deadline.is_some_and(|d| Instant::now() >= d) {
                 on_timeout.clone()
             } else {
                 e
             }
         };
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Ready(req) => match watched(&watch, || send(&req, &self.deadlines)) {
+            State::Ready(req) => match watched(&mut watch, || send(&req, &self.deadlines)) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp
@@ -217,18 +234,18 @@ impl Attempt {
                             )
                         })
                         .collect();
+                    self.sent = watch.sent;
                     self.state = State::Body(Box::new(resp.into_body().into_reader()));
                     Msg::Head { status, headers }
                 }
-                Err(e) => Msg::Fail(failed(classify(e), &self.cancel)),
+                Err(e) => Msg::Fail(failed(classify(e), &watch)),
             },
             State::Body(mut reader) => {
                 let mut buf = vec![0u8; 16 * 1024];
-                match watched(&watch, || reader.read(&mut buf)) {
+                match watched(&mut watch, || reader.read(&mut buf)) {
                     Ok(0) => Msg::End,
                     Ok(n) => {
                         buf.truncate(n);
-                        self.first_data = true;
                         self.state = State::Body(reader);
                         Msg::Data(buf)
                     }
@@ -240,7 +257,7 @@ impl Attempt {
                                 x => x,
                             },
                         };
-                        Msg::Fail(failed(err, &self.cancel))
+                        Msg::Fail(failed(err, &watch))
                     }
                 }
             }
@@ -279,8 +296,12 @@ fn send(
 /// What the transport of the attempt this thread is reading must keep to (see [`Watched`]).
 #[derive(Debug, Clone)]
 struct Watch {
-    /// The next bytes are due by then.
-    deadline: Instant,
+    /// The next bytes are due by then; `None` until the request is sent.
+    deadline: Option<Instant>,
+    /// The first-byte timeout, which starts when the request's first bytes go out.
+    first_byte: Duration,
+    /// When they went out.
+    sent: Option<Instant>,
     /// Set when the user cancels (Ctrl-C) or the client goes away.
     cancel: Arc<AtomicBool>,
 }
@@ -290,12 +311,30 @@ thread_local! {
     static WATCH: RefCell<Option<Watch>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` (ureq I/O) under `watch`.
-fn watched<T>(watch: &Watch, f: impl FnOnce() -> T) -> T {
+/// Runs `f` (ureq I/O) under `watch`, and takes back what the I/O learnt (when the request
+/// was sent, and so its deadline).
+fn watched<T>(watch: &mut Watch, f: impl FnOnce() -> T) -> T {
     WATCH.with(|w| *w.borrow_mut() = Some(watch.clone()));
     let r = f();
-    WATCH.with(|w| *w.borrow_mut() = None);
+    if let Some(w) = WATCH.with(|w| w.borrow_mut().take()) {
+        *watch = w;
+    }
     r
+}
+
+/// The watch of this thread's attempt, its first-byte deadline started if the request is
+/// being sent now (`sending`).
+fn current_watch(sending: bool) -> Option<Watch> {
+    WATCH.with(|w| {
+        let mut w = w.borrow_mut();
+        let watch = w.as_mut()?;
+        if sending && watch.sent.is_none() {
+            let now = Instant::now();
+            watch.sent = Some(now);
+            watch.deadline = Some(now + watch.first_byte);
+        }
+        Some(watch.clone())
+    })
 }
 
 /// The longest single wait for bytes, so a cancellation is seen within it.
@@ -314,11 +353,8 @@ impl Transport for Watched {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        let timeout = match WATCH.with(|w| w.borrow().clone()) {
-            Some(watch) => within(
-                timeout,
-                watch.deadline.saturating_duration_since(Instant::now()),
-            ),
+        let timeout = match current_watch(true).and_then(|w| w.deadline) {
+            Some(deadline) => within(timeout, deadline.saturating_duration_since(Instant::now())),
             None => timeout,
         };
         self.0.transmit_output(amount, timeout)
@@ -326,7 +362,7 @@ impl Transport for Watched {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         loop {
-            let Some(watch) = WATCH.with(|w| w.borrow().clone()) else {
+            let Some(watch) = current_watch(false) else {
                 return self.0.await_input(timeout);
             };
             if watch.cancel.load(Ordering::Relaxed) {
@@ -335,7 +371,11 @@ impl Transport for Watched {
                     "cancelled",
                 )));
             }
-            let left = watch.deadline.saturating_duration_since(Instant::now());
+            // Input is awaited only after the request went out, so the deadline is set.
+            let deadline = watch
+                .deadline
+                .unwrap_or_else(|| Instant::now() + watch.first_byte);
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ureq::Error::Timeout(timeout.reason));
             }
