@@ -891,6 +891,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_continuation_repeats_the_cut_whitespace_at_most_once() {
+        let run = |cut: &str, pieces: &[&str]| {
+            let mut cut = cut.to_string();
+            pieces
+                .iter()
+                .map(|p| drop_overlap(&mut cut, p))
+                .collect::<String>()
+        };
+        assert_eq!(run(" ", &[" world"]), "world");
+        assert_eq!(run(" ", &["world"]), "world");
+        assert_eq!(run("\n", &["\n\nNext"]), "\nNext");
+        // Matched across pieces, and an empty piece changes nothing.
+        assert_eq!(run("  ", &["", " ", " x", " y"]), "x y");
+        // Only the very start: a later match is text.
+        assert_eq!(run(" ", &["a", " b"]), "a b");
+        assert_eq!(run("", &[" as is"]), " as is");
+    }
+
+    #[test]
     fn retry_after_reads_ms_seconds_and_dates() {
         let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         assert_eq!(retry_after(&h("retry-after-ms", "1500"), 0), Some(1500));
