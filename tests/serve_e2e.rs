@@ -1028,6 +1028,35 @@ fn keep_alive_serves_several_requests_and_a_slow_client_holds_nothing_up() {
 }
 
 #[test]
+fn a_second_ctrl_c_ends_serve_at_once_with_130() {
+    // Ten seconds of answer: only a second Ctrl-C can end serve before it is done.
+    let slow: Vec<SseOut> = openai_stream(&["one", " two"], Some("stop"), true, None)
+        .into_iter()
+        .map(|e| e.after(2500))
+        .collect();
+    let a = Server::start(vec![Reply::sse(slow)]);
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(&a), json!({}));
+    let serve = Serve::start(&cli, &["--profile", "a"]);
+    let url = serve.chat_url();
+    let started = Instant::now();
+    let _client = std::thread::spawn(move || post(&client(), &url, &ask(true)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.requests().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    serve.interrupt();
+    std::thread::sleep(Duration::from_millis(200));
+    serve.interrupt();
+    let (code, log) = serve.wait();
+    assert_eq!(code, 130, "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "it did not wait for the answer"
+    );
+}
+
+#[test]
 fn ctrl_c_lets_the_request_in_flight_finish_then_exits_0() {
     let slow: Vec<SseOut> = openai_stream(&["one", " two", " three"], Some("stop"), true, None)
         .into_iter()

@@ -8,7 +8,7 @@
 //! carry out the commands; [`repl`] is the line editor loop. Must not: decide retries or
 //! failover (the engine does) or build provider requests (the shell does).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
@@ -39,7 +39,7 @@ pub fn cancel_flag() -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
         let set = flag.clone();
         // Should no handler be installable, Ctrl-C keeps its default and ends the process.
-        let _ = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, set);
         flag
     })
     .clone()

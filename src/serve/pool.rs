@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -76,18 +76,28 @@ fn wake_addr(addr: SocketAddr) -> SocketAddr {
     a
 }
 
-/// Installs the Ctrl-C handler (SPEC §8.3: requests in flight finish, then exit 0).
+/// Installs the Ctrl-C handler (SPEC §8.3: requests in flight finish, then exit 0): the first
+/// press stops accepting (a thread waits for it and wakes the blocked `accept`); a second one
+/// ends the process at once with 130.
 pub fn install_ctrl_c(ctx: &Arc<Ctx>, addr: SocketAddr) -> Result<(), String> {
+    use signal_hook::consts::SIGINT;
+    let pressed = Arc::new(AtomicBool::new(false));
+    // Registered first, so it runs before the flag is set: only a second press exits.
+    signal_hook::flag::register_conditional_shutdown(SIGINT, 130, pressed.clone())
+        .and_then(|_| signal_hook::flag::register(SIGINT, pressed))
+        .map_err(|e| e.to_string())?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT]).map_err(|e| e.to_string())?;
     let ctx = ctx.clone();
-    let presses = AtomicUsize::new(0);
-    ctrlc::set_handler(move || {
-        if presses.fetch_add(1, Ordering::SeqCst) > 0 {
-            std::process::exit(130);
-        }
-        ctx.stop();
-        let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_secs(1));
-    })
-    .map_err(|e| e.to_string())
+    std::thread::Builder::new()
+        .name("llxprt-ctrl-c".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                ctx.stop();
+                let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_secs(1));
+            }
+        })
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn busy(mut s: TcpStream) {
