@@ -70,10 +70,19 @@ pub struct Staged {
 /// directory if needed; [`Staged::commit`] then syncs it and renames it over `path`.
 pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
     let dir = dir_of(path);
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".llxprt-tmp-")
-        .tempfile_in(dir)?;
+    let temp = || {
+        tempfile::Builder::new()
+            .prefix(".llxprt-tmp-")
+            .tempfile_in(dir)
+    };
+    // The directory is created only when missing (not checked on every write).
+    let mut tmp = match temp() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            temp()?
+        }
+        other => other?,
+    };
     set_private(tmp.as_file())?;
     // Two writes, so the test hook can stall between them (a kill there leaves a half-written
     // temp file and the target untouched).

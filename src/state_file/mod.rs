@@ -27,7 +27,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use serde_json::{Map, Value};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::driver::StateStore;
 use crate::engine::state::{BackendState, BucketState, LbState, RequestState, SharedState};
@@ -40,29 +43,67 @@ pub use lease::LeasedState;
 /// Largest state file read (SPEC §7); statistics are bounded, so a real one stays far below.
 pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Shared state in the keyed form of SPEC §5.9, serialised straight from the typed state:
+/// `version`, then `lb/<name>`, `backend/<profile>` and `bucket/<provider>/<bucket>` entries.
+struct Keyed<'a>(&'a SharedState);
+
+impl Serialize for Keyed<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let s = self.0;
+        let mut m =
+            ser.serialize_map(Some(1 + s.lbs.len() + s.backends.len() + s.buckets.len()))?;
+        m.serialize_entry("version", &1)?;
+        for (k, v) in &s.lbs {
+            m.serialize_entry(&format!("lb/{k}"), v)?;
+        }
+        for (k, v) in &s.backends {
+            m.serialize_entry(&format!("backend/{k}"), v)?;
+        }
+        for (k, v) in &s.buckets {
+            m.serialize_entry(&format!("bucket/{k}"), v)?;
+        }
+        m.end()
+    }
+}
+
+/// The keyed form read straight into typed state, for a file whose every entry parses (the
+/// usual case). Any key or entry that does not makes the whole read fail, and the caller falls
+/// back to [`from_keyed`], which drops and names only those.
+struct Typed(SharedState);
+
+impl<'de> Deserialize<'de> for Typed {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Typed;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the keyed engine state")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Typed, A::Error> {
+                let mut s = SharedState::default();
+                while let Some(k) = map.next_key::<String>()? {
+                    if let Some(name) = k.strip_prefix("lb/") {
+                        s.lbs.insert(name.into(), map.next_value()?);
+                    } else if let Some(name) = k.strip_prefix("backend/") {
+                        s.backends.insert(name.into(), map.next_value()?);
+                    } else if let Some(name) = k.strip_prefix("bucket/") {
+                        s.buckets.insert(name.into(), map.next_value()?);
+                    } else if k == "version" {
+                        map.next_value::<IgnoredAny>()?;
+                    } else {
+                        return Err(serde::de::Error::custom("an unknown key"));
+                    }
+                }
+                Ok(Typed(s))
+            }
+        }
+        de.deserialize_map(Entries)
+    }
+}
+
 /// Serialises shared state in the keyed form of SPEC §5.9.
 pub fn to_keyed(s: &SharedState) -> Value {
-    let mut m = Map::new();
-    m.insert("version".into(), Value::from(1));
-    for (k, v) in &s.lbs {
-        m.insert(
-            format!("lb/{k}"),
-            serde_json::to_value(v).expect("plain data"),
-        );
-    }
-    for (k, v) in &s.backends {
-        m.insert(
-            format!("backend/{k}"),
-            serde_json::to_value(v).expect("plain data"),
-        );
-    }
-    for (k, v) in &s.buckets {
-        m.insert(
-            format!("bucket/{k}"),
-            serde_json::to_value(v).expect("plain data"),
-        );
-    }
-    Value::Object(m)
+    serde_json::to_value(Keyed(s)).expect("plain data")
 }
 
 /// Reads the keyed form; entries that do not parse are dropped (and named in the result) so
@@ -75,15 +116,15 @@ pub fn from_keyed(v: &Value) -> (SharedState, Vec<String>) {
     };
     for (k, val) in m {
         let ok = if let Some(name) = k.strip_prefix("lb/") {
-            serde_json::from_value::<LbState>(val.clone())
+            LbState::deserialize(val)
                 .map(|x| s.lbs.insert(name.into(), x))
                 .is_ok()
         } else if let Some(name) = k.strip_prefix("backend/") {
-            serde_json::from_value::<BackendState>(val.clone())
+            BackendState::deserialize(val)
                 .map(|x| s.backends.insert(name.into(), x))
                 .is_ok()
         } else if let Some(name) = k.strip_prefix("bucket/") {
-            serde_json::from_value::<BucketState>(val.clone())
+            BucketState::deserialize(val)
                 .map(|x| s.buckets.insert(name.into(), x))
                 .is_ok()
         } else {
@@ -106,26 +147,9 @@ pub fn from_keyed(v: &Value) -> (SharedState, Vec<String>) {
 /// Should it not move, the error is returned and nothing overwrites it.
 fn read_shared(path: &Path, warnings: &mut Vec<String>) -> io::Result<SharedState> {
     match read_limited(path, MAX_STATE_BYTES) {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) if v.is_object() => {
-                let (s, dropped) = from_keyed(&v);
-                warnings.extend(dropped);
-                Ok(s)
-            }
-            Ok(_) => {
-                warnings.push(format!(
-                    "the state file {} is not a JSON object; starting afresh",
-                    path.display()
-                ));
-                Ok(SharedState::default())
-            }
-            Err(e) => {
-                warnings.push(format!(
-                    "the state file {} is not JSON ({e}); starting afresh",
-                    path.display()
-                ));
-                Ok(SharedState::default())
-            }
+        Ok(bytes) => match serde_json::from_slice::<Typed>(&bytes) {
+            Ok(Typed(s)) => Ok(s),
+            Err(_) => read_damaged(path, &bytes, warnings),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SharedState::default()),
         // `read_limited`'s only InvalidData: the file is over the limit.
@@ -153,23 +177,59 @@ fn read_shared(path: &Path, warnings: &mut Vec<String>) -> io::Result<SharedStat
     }
 }
 
+/// A state file that is not the keyed form throughout: the entries that parse are kept, each
+/// other one is named in `warnings`; a file that is not a JSON object starts afresh, said
+/// there too.
+fn read_damaged(path: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> io::Result<SharedState> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) if v.is_object() => {
+            let (s, dropped) = from_keyed(&v);
+            warnings.extend(dropped);
+            Ok(s)
+        }
+        Ok(_) => {
+            warnings.push(format!(
+                "the state file {} is not a JSON object; starting afresh",
+                path.display()
+            ));
+            Ok(SharedState::default())
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "the state file {} is not JSON ({e}); starting afresh",
+                path.display()
+            ));
+            Ok(SharedState::default())
+        }
+    }
+}
+
 /// The state file's text for `shared`.
 fn render(shared: &SharedState) -> String {
-    let mut text = serde_json::to_string_pretty(&to_keyed(shared)).expect("plain data");
+    let mut text = serde_json::to_string_pretty(&Keyed(shared)).expect("plain data");
     text.push('\n');
     text
 }
 
 /// Opens (creating it and its directory) and locks the state file's sibling lock file.
 fn lock_file(lock_path: &Path) -> io::Result<File> {
-    if let Some(dir) = lock_path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path)?;
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path)
+    };
+    // The directory is created only when missing (not checked on every step).
+    let f = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = lock_path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            open()?
+        }
+        other => other?,
+    };
     f.lock()?;
     Ok(f)
 }
@@ -363,6 +423,28 @@ mod tests {
         let (back, dropped) = from_keyed(&damaged);
         assert_eq!(dropped, ["lb/lb"]);
         assert!(back.lbs.is_empty() && back.buckets.len() == 1);
+
+        // The file as written reads back whole, by the typed path; one damaged entry or an
+        // unknown key sends the read down the path that keeps the rest and names them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let text = render(&s);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            v,
+            "the same form as to_keyed"
+        );
+        std::fs::write(&path, &text).unwrap();
+        let mut warnings = Vec::new();
+        assert_eq!(read_shared(&path, &mut warnings).unwrap(), s);
+        assert!(warnings.is_empty());
+        let mut odd = damaged.clone();
+        odd["stranger"] = Value::from(1);
+        std::fs::write(&path, serde_json::to_vec(&odd).unwrap()).unwrap();
+        let back = read_shared(&path, &mut warnings).unwrap();
+        assert_eq!(warnings, ["lb/lb", "stranger"]);
+        assert_eq!(back.buckets, s.buckets);
+        assert_eq!(back.backends, s.backends);
     }
 
     fn one_backend() -> std::sync::Arc<crate::engine::Plan> {
