@@ -70,16 +70,16 @@ pub struct Staged {
 /// directory if needed; [`Staged::commit`] then syncs it and renames it over `path`.
 pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
     let dir = dir_of(path);
-    let temp = || {
+    let create = || {
         tempfile::Builder::new()
             .prefix(".llxprt-tmp-")
             .tempfile_in(dir)
     };
     // The directory is created only when missing (not checked on every write).
-    let mut tmp = match temp() {
+    let mut tmp = match create() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(dir)?;
-            temp()?
+            create()?
         }
         other => other?,
     };

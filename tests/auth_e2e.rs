@@ -1051,3 +1051,123 @@ fn the_session_logs_in_enables_oauth_and_warns_about_missing_buckets() {
         save.stderr
     );
 }
+
+/// Writes `m`: an openai model profile at `base` with these extra top-level fields.
+fn profile_with(cli: &Cli, base: &str, extra: &Value) {
+    let mut p = json!({"version": 1, "provider": "openai", "model": "m-model",
+        "ephemeralSettings": {"base-url": base}});
+    for (k, v) in extra.as_object().unwrap() {
+        if k == "ephemeralSettings" {
+            for (sk, sv) in v.as_object().unwrap() {
+                p["ephemeralSettings"][sk] = sv.clone();
+            }
+        } else {
+            p[k] = v.clone();
+        }
+    }
+    cli.write_profile_json("m", &p);
+}
+
+/// Regression (SPEC §6.3): after `llxprt auth login openai default`, every openai profile sent
+/// that stored key, even one with its own keyfile and base URL. The profile's keyfile comes
+/// first; the stored `default` key is only the last resort of a profile that names none.
+#[test]
+fn a_stored_default_key_never_replaces_a_profile_s_own_keyfile() {
+    let cli = Cli::new();
+    let shared = cli.user_home().join("shared-key");
+    private_file(&shared, &format!("{PLANTED_KEY}\n"));
+    let login = cli.run(&[
+        "auth",
+        "login",
+        "openai",
+        "default",
+        "--key-file",
+        shared.to_str().unwrap(),
+    ]);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let own_key = "sk-own-keyfile-key-77aa88bb99cc00dd";
+    let own = cli.user_home().join("own-key");
+    private_file(&own, own_key);
+    let prov = Server::start(vec![ok_stream(), ok_stream()]);
+    let base = format!("{}/v1", prov.url());
+    profile_with(
+        &cli,
+        &base,
+        &json!({"ephemeralSettings": {"auth-keyfile": own.display().to_string()}}),
+    );
+    let (code, _, out) = chat_json(&cli);
+    assert_eq!(code, 0, "{}", out.stderr);
+    // diagnostics names the source a Send uses.
+    let diag = cli.run(&["diagnostics", "--profile", "m", "--json"]);
+    let d: Value = serde_json::from_str(diag.stdout.trim()).unwrap();
+    assert_eq!(d["backends"][0]["credentials"][0]["source"], "keyfile");
+    // Without a keyfile, key or variable, the stored `default` key is used.
+    profile_with(&cli, &base, &json!({}));
+    let (code, _, out) = chat_json(&cli);
+    assert_eq!(code, 0, "{}", out.stderr);
+    assert_eq!(bearers(&prov), [own_key, PLANTED_KEY]);
+    assert!(!out.all().contains(PLANTED_KEY) && !diag.all().contains(own_key));
+}
+
+/// SPEC §6.3: a stored OAuth `default` login belongs to `oauth` profiles; an API-key profile
+/// with its own keyfile never sends it.
+#[test]
+fn a_stored_default_oauth_login_is_not_used_by_an_api_key_profile() {
+    let cli = Cli::new();
+    plant_oauth(
+        &cli,
+        "default",
+        PLANTED_ACCESS,
+        None,
+        None,
+        "http://127.0.0.1:1/token",
+    );
+    let own_key = "sk-own-keyfile-key-77aa88bb99cc00dd";
+    let own = cli.user_home().join("own-key");
+    private_file(&own, own_key);
+    let prov = Server::start(vec![ok_stream()]);
+    profile_with(
+        &cli,
+        &format!("{}/v1", prov.url()),
+        &json!({"ephemeralSettings": {"auth-keyfile": own.display().to_string()}}),
+    );
+    let (code, _, out) = chat_json(&cli);
+    assert_eq!(code, 0, "{}", out.stderr);
+    assert_eq!(bearers(&prov), [own_key]);
+}
+
+/// SPEC §2.1, §6.3: an `oauth` profile uses its stored logins only; without one, the attempt
+/// is an `auth` outcome that says how to log in, and the environment's key is never sent.
+#[test]
+fn an_oauth_profile_without_a_login_never_sends_the_environment_key() {
+    let cli = Cli::new();
+    let prov = Server::start(vec![ok_stream()]);
+    profile_with(
+        &cli,
+        &format!("{}/v1", prov.url()),
+        &json!({"auth": {"type": "oauth"}}),
+    );
+    let out = cli
+        .cmd(&["chat", "--profile", "m", "--json", "hello?"])
+        .env("OPENAI_API_KEY", PLANTED_KEY)
+        .run();
+    assert_eq!(out.code, 1, "{}", out.all());
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(attempts(&v), ["m/default auth 401"]);
+    assert!(
+        out.all().contains("llxprt auth login openai default"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        prov.requests().is_empty(),
+        "nothing is sent without a login"
+    );
+    let diag = cli
+        .cmd(&["diagnostics", "--profile", "m", "--json"])
+        .env("OPENAI_API_KEY", PLANTED_KEY)
+        .run();
+    let d: Value = serde_json::from_str(diag.stdout.trim()).unwrap();
+    assert_eq!(d["backends"][0]["credentials"][0]["source"], "missing");
+    assert!(!out.all().contains(PLANTED_KEY) && !diag.all().contains(PLANTED_KEY));
+}

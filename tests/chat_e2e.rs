@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -537,6 +538,140 @@ fn a_missing_profile_or_default_exits_3_with_advice() {
         "a load balancer whose backends are gone never runs"
     );
     assert!(out.stderr.contains("lb.json"), "{}", out.stderr);
+}
+
+/// SPEC §8.1: a profile that cannot be loaded — missing, invalid, a load balancer whose
+/// backend is gone, or no default at all — makes a one-shot exit 3 naming the file and the
+/// problem, with a `help:` to re-save it (and `set-default none` when it is the default); with
+/// `--json`, stdout carries `{"error": …, "attempts": []}`.
+#[test]
+fn a_profile_that_cannot_be_loaded_exits_3_naming_its_file_json_or_not() {
+    let s = Server::start(vec![ok_stream(&["never sent"])]);
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(&s), json!({}));
+    cli.write_profile("broken", "{\"version\": 1, \"provider\": \"openai\"\n");
+    cli.write_profile_json("lb", &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "gone"]}));
+    let cases: [(&[&str], &str); 4] = [
+        (&["--profile", "nope"], "nope.json"),
+        (&["--profile", "broken"], "broken.json"),
+        (&["--profile", "lb"], "lb.json"),
+        (&[], "no default profile"),
+    ];
+    let mut transcript = String::new();
+    for (args, names) in cases {
+        for json in [false, true] {
+            let mut argv = vec!["chat"];
+            argv.extend_from_slice(args);
+            if json {
+                argv.push("--json");
+            }
+            argv.push("hi");
+            let out = cli.run(&argv);
+            let _ = writeln!(transcript, "$ llxprt {}\n{}", argv.join(" "), out.render());
+            assert_eq!(out.code, 3, "{}", out.all());
+            assert!(out.stderr.contains(names), "{}", out.stderr);
+            assert!(out.stderr.contains("\nhelp: "), "{}", out.stderr);
+            assert!(!out.stderr.contains("set-default none"), "{}", out.stderr);
+            if json {
+                let v: Value = serde_json::from_str(out.stdout.trim())
+                    .unwrap_or_else(|e| panic!("{e}: {}", out.all()));
+                assert_eq!(v["attempts"], json!([]), "{v}");
+                assert!(v["error"].as_str().unwrap().contains(names), "{v}");
+            } else {
+                assert_eq!(out.stdout, "");
+            }
+        }
+    }
+    // The default profile that cannot be loaded: the help also says how to stop using it.
+    for default in ["broken", "deleted"] {
+        std::fs::write(
+            cli.home().join("settings.json"),
+            json!({"defaultProfile": default}).to_string(),
+        )
+        .unwrap();
+        for argv in [&["chat", "hi"][..], &["chat", "--profile", default, "hi"]] {
+            let out = cli.run(argv);
+            let _ = writeln!(transcript, "$ llxprt {}\n{}", argv.join(" "), out.render());
+            assert_eq!(out.code, 3, "{}", out.all());
+            assert!(
+                out.stderr.contains(&format!("{default}.json")),
+                "{}",
+                out.stderr
+            );
+            assert!(
+                out.stderr.contains("llxprt profile set-default none"),
+                "{}",
+                out.stderr
+            );
+        }
+    }
+    assert!(s.requests().is_empty());
+    insta::assert_snapshot!(transcript);
+}
+
+/// SPEC §3.1: `custom-headers` merge per header name across levels, and header names ignore
+/// case: the load balancer's `X-Team` replaces the backend's `x-team`, sent once.
+#[test]
+fn a_load_balancer_s_header_replaces_a_backend_s_in_another_case() {
+    let a = Server::start(vec![ok_stream(&["ok"])]);
+    let b = Server::start(vec![ok_stream(&["unused"])]);
+    let cli = Cli::new();
+    pair(
+        &cli,
+        &a,
+        &b,
+        json!({"custom-headers": {"X-Team": "from-lb"}}),
+    );
+    model(
+        &cli,
+        "a",
+        "openai",
+        &openai_base(&a),
+        json!({"custom-headers": {"x-team": "from-backend", "x-backend-only": "kept"}}),
+    );
+    let (code, v, err) = chat_json(&cli, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(attempts(&v), ["a/default success 200"]);
+    let req = &a.requests()[0];
+    // The loopback server joins repeated headers with ", ": one value means one header.
+    assert_eq!(req.header("x-team"), Some("from-lb"));
+    assert_eq!(req.header("x-backend-only"), Some("kept"));
+}
+
+/// SPEC §8.1, §8.2: "a closed stdout (broken pipe) ends quietly with 0 after the state is
+/// saved". The reader closes its end at once; the answer (1 MiB, far over a pipe's buffer)
+/// cannot be written whatever the timing: the write either fails at once or blocks on the full
+/// pipe until the close, and fails then.
+#[test]
+fn a_closed_stdout_ends_quietly_with_0_after_the_state_is_saved() {
+    let piece = "x".repeat(1024);
+    let pieces: Vec<&str> = std::iter::repeat_n(piece.as_str(), 1024).collect();
+    let s = Server::start(vec![ok_stream(&pieces)]);
+    let cli = Cli::new();
+    model(&cli, "m", "openai", &openai_base(&s), json!({}));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llxprt"))
+        .args(["chat", "--profile", "m", "hello?"])
+        .env_clear()
+        .env("LLXPRT_HOME", cli.home())
+        .env("HOME", cli.user_home())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("broken pipe"), "{stderr}");
+    assert_eq!(s.requests().len(), 1);
+    let stats = cli.run(&["stats", "--profile", "m", "--json"]);
+    assert_eq!(stats.code, 0, "{}", stats.all());
+    let v: Value = serde_json::from_str(stats.stdout.trim()).unwrap();
+    assert_eq!(v["backends"]["m"]["requests"], 1, "{v}");
+    assert_eq!(v["backends"]["m"]["successes"], 1, "{v}");
 }
 
 #[test]

@@ -126,6 +126,40 @@ fn a_two_turn_conversation_sends_the_first_exchange_with_the_second() {
     }
 }
 
+/// SPEC §8.1: "`/profile load` keeps the conversation": the next message goes to the newly
+/// loaded profile's server with the exchange held with the previous one.
+#[test]
+fn profile_load_keeps_the_conversation() {
+    let first = Server::start(vec![ok("Hello, Ada.")]);
+    let other = Server::start(vec![ok("You are Ada.")]);
+    let cli = Cli::new();
+    model(&cli, "m", &first, json!({}));
+    model(&cli, "other", &other, json!({}));
+    let out = session(
+        &cli,
+        &["chat", "-i", "--profile", "m"],
+        &["I am Ada.", "/profile load other", "Who am I?", "/quit"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("loaded profile \"other\""),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(first.requests().len(), 1);
+    let reqs = other.requests();
+    assert_eq!(reqs.len(), 1, "{}", out.all());
+    assert_eq!(reqs[0].body["model"], "other-model");
+    assert_eq!(
+        messages(&reqs[0]),
+        pairs(&[
+            ("user", "I am Ada."),
+            ("assistant", "Hello, Ada."),
+            ("user", "Who am I?")
+        ])
+    );
+}
+
 #[test]
 fn set_is_checked_at_once_and_names_the_key() {
     let s = Server::start(vec![ok("fine")]);

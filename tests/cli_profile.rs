@@ -381,6 +381,51 @@ fn save_model_over_an_existing_profile_needs_force() {
     ));
 }
 
+/// SPEC §1: "not equal, ignoring case, to an existing profile's name" holds beyond ASCII: `É`
+/// clashes with `é` (one file on a case-insensitive filesystem), and `ΣΟΦΙΑ` with `σοφια`.
+#[test]
+fn a_name_equal_ignoring_case_beyond_ascii_needs_force() {
+    let cli = Cli::new();
+    let save = |name: &str, model: &str, force: bool| {
+        let mut args = vec![
+            "profile",
+            "save",
+            "model",
+            name,
+            "--provider",
+            "openai",
+            "--model",
+            model,
+        ];
+        if force {
+            args.push("--force");
+        }
+        cli.run(&args)
+    };
+    for (existing, clash) in [("é", "É"), ("σοφια", "ΣΟΦΙΑ")] {
+        assert_eq!(save(existing, "first", false).code, 0);
+        let refused = save(clash, "second", false);
+        assert_eq!(refused.code, 1, "{}", refused.render());
+        assert!(
+            refused.stderr.contains(&format!(
+                "profile \"{existing}\" already exists; add --force"
+            )),
+            "{}",
+            refused.render()
+        );
+        assert!(!cli.profile_path(clash).exists());
+        // --force replaces that profile, under its name; loading by either spelling finds it.
+        let forced = save(clash, "second", true);
+        assert_eq!(forced.code, 0, "{}", forced.render());
+        assert!(cli.read_profile(existing).contains("\"second\""));
+        assert!(!cli.profile_path(clash).exists());
+        let shown = cli.run(&["profile", "show", clash]);
+        assert_eq!(shown.code, 0, "{}", shown.render());
+        assert!(shown.stdout.contains("\"second\""), "{}", shown.render());
+    }
+    assert_eq!(tree(&cli.profiles_dir()).len(), 2);
+}
+
 // ---- save loadbalancer ----
 
 #[test]

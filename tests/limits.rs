@@ -430,7 +430,7 @@ fn sse_line_length() {
     expect(
         &out,
         1,
-        "network: transport error: event stream line longer than 4194304 bytes",
+        "network: event stream line longer than 4194304 bytes",
     );
     let out = cli.run(&["chat", "--profile", "a", "hi"]);
     expect(

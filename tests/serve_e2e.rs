@@ -447,6 +447,51 @@ fn failures_of_every_backend_map_to_429_503_and_502() {
 }
 
 #[test]
+fn streamed_text_reaches_the_client_before_the_upstream_sends_the_rest() {
+    // The upstream holds the rest of its answer back for 3 s: the first piece must reach the
+    // client long before that (SPEC §8.3: each event forwarded as it arrives, no buffering).
+    let mut events = openai_stream(&["one"], None, false, None);
+    events.extend(
+        openai_stream(&[" two"], Some("stop"), true, None)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| if i == 0 { e.after(3000) } else { e }),
+    );
+    let a = Server::start(vec![Reply::sse(events)]);
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(&a), json!({}));
+    let serve = Serve::start(&cli, &["--profile", "a"]);
+    let started = Instant::now();
+    let resp = client()
+        .post(&serve.chat_url())
+        .send_json(ask(true))
+        .expect("sent");
+    let mut reader = resp.into_body().into_reader();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"content\":\"one\"") {
+        let n = std::io::Read::read(&mut reader, &mut buf).expect("read");
+        assert!(
+            n > 0,
+            "the stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let first = started.elapsed();
+    std::io::Read::read_to_end(&mut reader, &mut seen).expect("the rest");
+    assert!(
+        first < Duration::from_secs(2),
+        "the first piece waited {first:?} for the rest"
+    );
+    assert_eq!(
+        streamed_text(&String::from_utf8_lossy(&seen)),
+        "one two",
+        "then the rest"
+    );
+}
+
+#[test]
 fn mid_stream_continue_forwards_only_the_continuation() {
     let a = Server::start(vec![Reply::cut_after(
         2,

@@ -208,3 +208,44 @@ fn set_of_a_backend_identity_changes_nothing_and_says_so() {
         );
     }
 }
+
+/// SPEC §9: "keyfiles, tokens and base URLs in the profiles are not read or checked there":
+/// a trace's embedded profile whose `base-url` is not an http(s) URL (a recorded trace with the
+/// URL blanked, an internal scheme) still replays, while `profile validate` of the same
+/// profile still refuses it.
+#[test]
+fn a_trace_profile_s_base_url_is_not_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = serde_json::json!({"version": 1, "provider": "openai", "model": "m",
+        "ephemeralSettings": {"base-url": "unix:///run/llm.sock", "auth-keyfile": "/nonexistent/key"}});
+    let trace = serde_json::json!({"version": 1, "profile": "p", "profiles": {"p": profile},
+        "requests": [{"at_ms": 0}], "outcomes": {"p": {"*": [{"status": 200}]}}});
+    let path = dir.path().join("trace.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let (code, stdout, stderr) = simulate(&path, &["--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, "");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["summary"]["requests"][0]["result"], "ok",
+        "{stdout}"
+    );
+    // Validation of the same profile is unchanged.
+    let file = dir.path().join("p.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_llxprt"))
+        .args(["profile", "validate"])
+        .arg(&file)
+        .env("LLXPRT_HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("\"base-url\" must be an http:// or https:// URL")
+            || String::from_utf8_lossy(&out.stderr)
+                .contains("\"base-url\" must be an http:// or https:// URL"),
+        "{out:?}"
+    );
+}

@@ -24,11 +24,12 @@
 //! re-check under the lock. Recorded in docs/decisions.md ("Accounts").
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::store::{self, LOCK_WAIT};
 use super::token;
-use crate::shell::credentials::{Secret, Source, StoredCredential, bucket_path};
+use crate::profile::model::ModelProfile;
+use crate::shell::credentials::{self, Lookup, Secret, Source, StoredCredential};
 use crate::shell::http::now_ms;
 
 /// A token that expires within this margin is refreshed before use (SPEC §6.3).
@@ -69,20 +70,39 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// The credential of an OAuth bucket for one Send, refreshed first when it expires within
-    /// 60 s (see the module docs for why this is not an engine decision). `Ok(None)` when the
-    /// bucket has no readable OAuth file: the caller resolves API keys as before.
-    pub fn before_use(
+    /// The credential of one bucket of `profile` for one Send (SPEC §6.3): an `oauth`
+    /// profile's bucket gets its stored OAuth login, refreshed first when it expires within
+    /// 60 s (see the module docs for why this is not an engine decision); an API-key profile's
+    /// bucket gets its key by [`credentials::resolve_for`], never refreshed. Only OAuth buckets
+    /// are ever refreshed: the profile's `auth` says which they are, not the file's contents.
+    pub fn credential(
+        &mut self,
+        root: &Path,
+        profile: &ModelProfile,
+        bucket: &str,
+        now: u64,
+        getenv: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Secret>, String> {
+        if Lookup::of(profile) != Lookup::OauthLogin {
+            return credentials::resolve_for(root, profile, bucket, getenv);
+        }
+        let provider = profile.provider_info().name;
+        let (cred, path) = credentials::oauth_login(root, provider, bucket)?;
+        self.fresh_login(root, provider, bucket, cred, path, now)
+            .map(Some)
+    }
+
+    /// `cred`, an OAuth login read from `path`, refreshed under the bucket's lock first when it
+    /// expires within the margin and can be refreshed.
+    fn fresh_login(
         &mut self,
         root: &Path,
         provider: &str,
         bucket: &str,
+        mut cred: StoredCredential,
+        path: PathBuf,
         now: u64,
-    ) -> Result<Option<Secret>, String> {
-        let path = bucket_path(root, provider, bucket);
-        let Ok(Some(mut cred @ StoredCredential::Oauth { .. })) = store::read_path(&path) else {
-            return Ok(None);
-        };
+    ) -> Result<Secret, String> {
         let key = format!("{provider}/{bucket}");
         if expiring(&cred, now) && can_refresh(&cred) {
             if let Some(why) = self.failed.get(&key) {
@@ -92,14 +112,14 @@ impl Refresher {
                 .map_err(|e| self.fail(&key, provider, bucket, &e))?;
         }
         let StoredCredential::Oauth { access_token, .. } = cred else {
-            unreachable!("refresh_under_lock keeps an OAuth login OAuth");
+            // Another process stored an API key in the bucket while this one waited for its
+            // lock (a file's contents are outside input: no panic).
+            return Err(format!(
+                "{key} no longer holds an OAuth login; log in with llxprt auth login {provider} {bucket}"
+            ));
         };
         self.sent.insert(key, fingerprint(&access_token));
-        Ok(Some(Secret::new(
-            access_token,
-            true,
-            Source::BucketFile(path),
-        )))
+        Ok(Secret::new(access_token, true, Source::BucketFile(path)))
     }
 
     /// Carries out the engine's refresh order after a 401 on `provider/bucket`: under the lock,
@@ -198,12 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_token_is_used_as_stored_and_api_keys_pass_through() {
+    fn a_fresh_token_is_used_as_stored_and_a_bucket_without_a_login_is_an_error() {
+        use crate::profile::raw::AuthKind;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
+        let no_env = |_: &str| None;
         store::write(root, "openai", "w", &oauth("at-1", Some(u64::MAX), None)).unwrap();
         let mut r = Refresher::default();
-        let s = r.before_use(root, "openai", "w", 0).unwrap().unwrap();
+        let p = profile(AuthKind::Oauth, &["w", "k", "none"]);
+        let s = r.credential(root, &p, "w", 0, &no_env).unwrap().unwrap();
         assert_eq!(s.expose(), "at-1");
         assert!(s.oauth);
         let key = StoredCredential::Apikey {
@@ -211,8 +234,13 @@ mod tests {
             key: "k".into(),
         };
         store::write(root, "openai", "k", &key).unwrap();
-        assert!(r.before_use(root, "openai", "k", 0).unwrap().is_none());
-        assert!(r.before_use(root, "openai", "none", 0).unwrap().is_none());
+        for bucket in ["k", "none"] {
+            let e = r.credential(root, &p, bucket, 0, &no_env).unwrap_err();
+            assert!(
+                e.contains(&format!("llxprt auth login openai {bucket}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -223,12 +251,14 @@ mod tests {
         let url = Some("http://127.0.0.1:1/token");
         store::write(root, "openai", "w", &oauth("at-old", None, url)).unwrap();
         let mut r = Refresher::default();
-        r.before_use(root, "openai", "w", 0).unwrap();
+        let p = profile(crate::profile::raw::AuthKind::Oauth, &["w"]);
+        let no_env = |_: &str| None;
+        r.credential(root, &p, "w", 0, &no_env).unwrap();
         // Another process refreshed after this one sent at-old.
         store::write(root, "openai", "w", &oauth("at-new", None, url)).unwrap();
         r.after_401(root, "openai", "w").unwrap();
         assert_eq!(
-            r.before_use(root, "openai", "w", 0)
+            r.credential(root, &p, "w", 0, &no_env)
                 .unwrap()
                 .unwrap()
                 .expose(),
@@ -239,5 +269,48 @@ mod tests {
         let e = r.after_401(root, "openai", "w").unwrap_err();
         assert!(e.contains("llxprt auth login openai w"), "{e}");
         assert_eq!(r.after_401(root, "openai", "w").unwrap_err(), e);
+    }
+
+    fn profile(kind: crate::profile::raw::AuthKind, buckets: &[&str]) -> ModelProfile {
+        ModelProfile {
+            provider: "openai".into(),
+            model: "m".into(),
+            model_params: serde_json::Map::new(),
+            settings: crate::profile::settings::Settings::default(),
+            auth: Some(crate::profile::model::Auth {
+                kind,
+                buckets: Some(buckets.iter().map(|b| (*b).to_string()).collect()),
+            }),
+        }
+    }
+
+    #[test]
+    fn only_an_oauth_profile_s_buckets_are_refreshed_before_use() {
+        use crate::profile::raw::AuthKind;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // Expired, with an unreachable token URL: a refresh attempt fails.
+        let url = Some("http://127.0.0.1:1/token");
+        store::write(root, "openai", "w", &oauth("at-old", Some(1), url)).unwrap();
+        let no_env = |_: &str| None;
+        // An API-key profile's bucket holding a token: sent as stored, never refreshed.
+        let mut r = Refresher::default();
+        let s = r
+            .credential(root, &profile(AuthKind::Apikey, &["w"]), "w", 10, &no_env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.expose(), "at-old");
+        // An OAuth profile's bucket: refreshed before use (here the refresh fails).
+        let e = r
+            .credential(root, &profile(AuthKind::Oauth, &["w"]), "w", 10, &no_env)
+            .unwrap_err();
+        assert!(e.contains("token refresh of openai/w failed"), "{e}");
+        assert!(e.contains("llxprt auth login openai w"), "{e}");
+        // An OAuth profile's bucket without a login is an error, never another source.
+        let env = |_: &str| Some("sk-env-0123456789".to_string());
+        let e = r
+            .credential(root, &profile(AuthKind::Oauth, &["none"]), "none", 10, &env)
+            .unwrap_err();
+        assert!(e.contains("llxprt auth login openai none"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::fsutil::{read_limited, write_atomic};
+use crate::profile::model::ModelProfile;
 use crate::profile::names::check_bucket_name;
 use crate::provider::{self, Provider};
 use crate::shell::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential, bucket_path};
@@ -170,13 +171,31 @@ pub fn login_warnings(
                 "warning: bucket \"{b}\" holds an OAuth login but the profile's auth type is apikey: a 401 will not refresh it (save with --oauth)"
             )),
             Ok(Some(StoredCredential::Apikey { .. })) if oauth => out.push(format!(
-                "warning: bucket \"{b}\" holds an API key but the profile's auth type is oauth"
+                "warning: bucket \"{b}\" holds an API key but the profile's auth type is oauth, which uses OAuth logins only; log it in with {how}"
             )),
             Ok(Some(_)) => {}
             Err(e) => out.push(format!("warning: bucket \"{b}\": {e}; log it in again with {how}")),
         }
     }
     out
+}
+
+/// [`login_warnings`] for the buckets of a saved model profile that need a stored login
+/// (SPEC §6.3): every bucket of an `oauth` profile (its implicit `default` included) and the
+/// listed buckets of an API-key profile; an API-key profile without a list needs none (its key
+/// comes from the keyfile, `auth-key` or the provider's variable).
+pub fn profile_login_warnings(root: &Path, profile: &ModelProfile, session: bool) -> Vec<String> {
+    let listed = profile.auth.as_ref().is_some_and(|a| a.buckets.is_some());
+    if !profile.is_oauth() && !listed {
+        return Vec::new();
+    }
+    login_warnings(
+        root,
+        profile.provider_info().name,
+        &profile.bucket_names(),
+        profile.is_oauth(),
+        session,
+    )
 }
 
 /// Whether the bucket holds an OAuth login with a refresh token (the plan's `refreshable`,

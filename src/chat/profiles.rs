@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::session::Session;
 use crate::profile::diagnostic::Severity;
 use crate::profile::model::{Auth, Profile};
+use crate::profile::names::same_profile_name;
 use crate::profile::raw::{AuthKind, Policy};
 use crate::profile::store::{Store, StoreError};
 use crate::profile::validate;
@@ -105,13 +106,13 @@ pub fn save_model(s: &Session, name: &str, buckets: &[String]) -> Result<Vec<Str
     let doc: Value = serde_json::from_str(&profile.to_json()).expect("profiles serialise");
     let (checked, mut lines) = check(s.store(), name, &doc)?;
     // SPEC §6.3: each bucket should have a stored login for this provider; say how to make one.
-    lines.extend(crate::auth::store::login_warnings(
-        s.store().root(),
-        info.name,
-        buckets,
-        matches!(&checked, Profile::Model(m) if m.is_oauth()),
-        true,
-    ));
+    if let Profile::Model(m) = &checked {
+        lines.extend(crate::auth::store::profile_login_warnings(
+            s.store().root(),
+            m,
+            true,
+        ));
+    }
     lines.push(save(s.store(), name, &checked, "model profile")?);
     Ok(lines)
 }
@@ -125,7 +126,7 @@ pub fn save_lb(
     backends: &[String],
 ) -> Result<Vec<String>, String> {
     s.store().path_of(name).map_err(|e| e.to_string())?;
-    if let Some(b) = backends.iter().find(|b| b.eq_ignore_ascii_case(name)) {
+    if let Some(b) = backends.iter().find(|b| same_profile_name(b, name)) {
         return Err(format!(
             "load balancer \"{name}\" may not list itself (\"{b}\") as a backend"
         ));

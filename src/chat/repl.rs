@@ -88,7 +88,9 @@ fn send(session: &mut Session, prompt: String, io: &mut Streams<'_>) -> std::io:
     let cancel = cancel_flag();
     cancel.store(false, std::sync::atomic::Ordering::SeqCst);
     let spinner = std::io::stderr().is_terminal();
-    let mut sink = Sink::new(&mut *io.out, &mut *io.err, false).with_spinner(spinner);
+    let mut sink = Sink::new(&mut *io.out, &mut *io.err, false)
+        .with_spinner(spinner)
+        .with_color(io.color && spinner);
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     let open = !sink.closed();

@@ -28,9 +28,10 @@ use crate::driver::Ending;
 use crate::engine::plan::MidStream;
 use crate::profile::diagnostic::Severity;
 use crate::profile::model::{ModelProfile, Profile};
+use crate::profile::names::same_profile_name;
 use crate::profile::resolve::build_plan;
 use crate::profile::settings::Settings;
-use crate::profile::store::Store;
+use crate::profile::store::{Store, StoreError};
 use crate::shell::protocol::{Role, Turn};
 
 mod oauth;
@@ -136,13 +137,27 @@ impl Session {
 
     /// Loads a profile (fully validated; a load balancer only with all its backends, SPEC
     /// §8.1). The conversation stays; the model setup starts afresh.
+    ///
+    /// A profile that does not load is an exit-3 error naming its file (SPEC §8.1).
     pub fn load(&mut self, name: &str) -> Result<&Loaded, CmdError> {
-        let (profile, diags) = self.store.load(name)?;
+        let (profile, diags) = self.store.load(name).map_err(|e| match e {
+            StoreError::Missing(m) => match self.store.path_of(name) {
+                Ok(path) => CmdError::new(
+                    exit::CONFIG,
+                    format!("{m} (no file {})", path.display()),
+                )
+                .help(format!(
+                    "re-save it (llxprt profile save model|loadbalancer {name} …), or pick one from llxprt profile list"
+                )),
+                Err(e) => e.into(),
+            },
+            other => other.into(),
+        })?;
         let actual = self
             .store
             .names()
             .into_iter()
-            .find(|n| n.eq_ignore_ascii_case(name))
+            .find(|n| same_profile_name(n, name))
             .unwrap_or_else(|| name.to_string());
         let path = self.store.path_of(&actual)?;
         if matches!(profile, Profile::LoadBalancer(_)) {

@@ -1,7 +1,19 @@
 //! Where a turn's answer goes (SPEC §8.1): text to standard output as it arrives, notices to
-//! standard error on a line of their own, and the waiting spinner.
+//! standard error on a line of their own, reasoning text to standard error (SPEC §3.1
+//! `reasoning.includeInResponse`; the shell decides whether it comes), and the waiting spinner.
 //!
 //! Owns: the bytes of the answer on the terminal. Must not: decide anything about the turn.
+//!
+//! Decisions where SPEC is silent:
+//! - Reasoning goes to stderr, so stdout stays exactly the answer for pipes and scripts; it is
+//!   dimmed (`ESC[2m` … `ESC[0m`, each piece closed on its own so a cut never leaves the
+//!   terminal dim) only when the caller turned colour on ([`Sink::with_color`]).
+//! - The spinner stops at the first reasoning text, as at the first answer text.
+//! - When the answer's text (or a notice, or the end) follows reasoning that did not end its
+//!   line, stderr gets a line end first, so the two never run together on a terminal; when
+//!   reasoning arrives while an answer line is open, it starts on a fresh stderr line. These
+//!   line ends go to stderr only: stdout's bytes are never changed by reasoning.
+//! - With `--json` (`quiet`) nothing of the reasoning is printed: the object carries it.
 //!
 //! The spinner is hand-rolled (a thread drawing `|/-\` on stderr) rather than indicatif: it must
 //! vanish at the exact moment the first token is written to *stdout*, which the sink knows, and
@@ -81,8 +93,18 @@ pub struct Sink<'a> {
     wrote: bool,
     ends_with_newline: bool,
     closed: bool,
+    /// Dim the reasoning (colour on, SPEC §8.1 `NO_COLOR`).
+    color: bool,
+    /// Reasoning was written to stderr since the last answer text.
+    reasoning_shown: bool,
+    /// The last reasoning written left its stderr line open.
+    reasoning_line_open: bool,
     spinner: Option<Spinner>,
 }
+
+/// ANSI dim on, and reset.
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
 
 impl<'a> Sink<'a> {
     /// A sink writing to `out` and `err`; `quiet` swallows the answer text (`--json`).
@@ -94,8 +116,19 @@ impl<'a> Sink<'a> {
             wrote: false,
             ends_with_newline: true,
             closed: false,
+            color: false,
+            reasoning_shown: false,
+            reasoning_line_open: false,
             spinner: None,
         }
+    }
+
+    /// Dims the reasoning text on stderr when `on` (the caller decides: colour on and stderr a
+    /// terminal, SPEC §8.1 `NO_COLOR`); off by default.
+    #[must_use]
+    pub fn with_color(mut self, on: bool) -> Self {
+        self.color = on;
+        self
     }
 
     /// Shows a spinner until the first text or notice (SPEC §8.1: only on a terminal; the
@@ -114,9 +147,21 @@ impl<'a> Sink<'a> {
         }
     }
 
-    /// Ends the answer: stops the spinner and closes an unterminated last line.
+    /// Closes a reasoning line left open on stderr, so what follows starts on its own line.
+    fn end_reasoning_line(&mut self) {
+        if self.reasoning_line_open {
+            let _ = self.err.write_all(b"\n");
+            let _ = self.err.flush();
+            self.reasoning_line_open = false;
+        }
+        self.reasoning_shown = false;
+    }
+
+    /// Ends the answer: stops the spinner and closes an unterminated last line (of the answer
+    /// on stdout, of reasoning on stderr).
     pub fn finish(&mut self) {
         self.stop_spinner();
+        self.end_reasoning_line();
         if self.wrote && !self.ends_with_newline && !self.quiet && !self.closed {
             if self
                 .out
@@ -147,6 +192,7 @@ impl AnswerSink for Sink<'_> {
             return;
         }
         self.stop_spinner();
+        self.end_reasoning_line();
         if self
             .out
             .write_all(text.as_bytes())
@@ -161,11 +207,100 @@ impl AnswerSink for Sink<'_> {
 
     fn notice(&mut self, line: &str) {
         self.stop_spinner();
+        self.end_reasoning_line();
         if self.wrote && !self.ends_with_newline && !self.quiet && !self.closed {
             let _ = self.out.write_all(b"\n");
             let _ = self.out.flush();
             self.ends_with_newline = true;
         }
         let _ = writeln!(self.err, "{line}");
+    }
+
+    fn reasoning(&mut self, text: &str) {
+        if self.quiet || self.closed || text.is_empty() {
+            return;
+        }
+        self.stop_spinner();
+        let mut bytes = String::new();
+        if !self.reasoning_shown && self.wrote && !self.ends_with_newline {
+            // An answer line is open on the terminal: the reasoning starts below it.
+            bytes.push('\n');
+        }
+        if self.color {
+            bytes.push_str(DIM);
+            bytes.push_str(text);
+            bytes.push_str(RESET);
+        } else {
+            bytes.push_str(text);
+        }
+        let _ = self.err.write_all(bytes.as_bytes());
+        let _ = self.err.flush();
+        self.reasoning_shown = true;
+        self.reasoning_line_open = !text.ends_with('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `steps` (`('r', reasoning)`, `('t', text)`, `('n', notice)`) to a sink, finishes
+    /// it, and returns (stdout, stderr).
+    fn run(quiet: bool, color: bool, steps: &[(char, &str)]) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut sink = Sink::new(&mut out, &mut err, quiet).with_color(color);
+        for (kind, s) in steps {
+            match kind {
+                'r' => sink.reasoning(s),
+                't' => sink.text(s),
+                _ => sink.notice(s),
+            }
+        }
+        sink.finish();
+        drop(sink);
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn reasoning_goes_to_stderr_and_ends_its_line_before_the_answer() {
+        let (out, err) = run(
+            false,
+            false,
+            &[('r', "Let me "), ('r', "think."), ('t', "42")],
+        );
+        assert_eq!(out, "42\n", "stdout is exactly the answer");
+        assert_eq!(err, "Let me think.\n");
+        // Reasoning that ended its own line gets no second line end.
+        let (out, err) = run(false, false, &[('r', "think.\n"), ('t', "42\n")]);
+        assert_eq!((out.as_str(), err.as_str()), ("42\n", "think.\n"));
+    }
+
+    #[test]
+    fn reasoning_is_dimmed_only_with_colour() {
+        let (out, err) = run(false, true, &[('r', "hmm"), ('t', "ok")]);
+        assert_eq!(out, "ok\n");
+        assert_eq!(err, "\x1b[2mhmm\x1b[0m\n");
+    }
+
+    #[test]
+    fn json_prints_no_reasoning() {
+        let (out, err) = run(true, true, &[('r', "hmm"), ('t', "ok")]);
+        assert_eq!((out.as_str(), err.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn reasoning_never_runs_into_an_open_answer_line_or_a_notice() {
+        // Reasoning after answer text starts on a fresh stderr line; stdout is untouched.
+        let (out, err) = run(false, false, &[('t', "Hel"), ('r', "R"), ('t', "lo")]);
+        assert_eq!(out, "Hello\n");
+        assert_eq!(err, "\nR\n");
+        // A notice, or the end of a turn with no text, closes the reasoning line first.
+        let (_, err) = run(false, false, &[('r', "R"), ('n', "[note]")]);
+        assert_eq!(err, "R\n[note]\n");
+        let (out, err) = run(false, false, &[('r', "R")]);
+        assert_eq!((out.as_str(), err.as_str()), ("", "R\n"));
     }
 }

@@ -40,6 +40,9 @@ pub struct Served {
     pub model: String,
     /// The backend's `reasoning.includeInContext` (SPEC §5.8).
     pub keep_reasoning: bool,
+    /// The backend's `reasoning.includeInResponse` (SPEC §3.1): whether its reasoning is
+    /// shown to the user (`--json`'s `"reasoning"`).
+    pub show_reasoning: bool,
 }
 
 /// How a turn ended.
@@ -112,6 +115,15 @@ impl TurnOutcome {
             text,
             signature: self.answer.signature.clone(),
         })
+    }
+
+    /// The reasoning to show the user (`--json`'s `"reasoning"`, SPEC §8.1): only when the
+    /// serving backend's `reasoning.includeInResponse` is on (SPEC §3.1). Hidden reasoning is
+    /// still kept for the history when `reasoning.includeInContext` says so
+    /// ([`TurnOutcome::reasoning_to_keep`]).
+    pub fn shown_reasoning(&self) -> Option<&str> {
+        self.served.as_ref().filter(|s| s.show_reasoning)?;
+        self.answer.reasoning.as_deref()
     }
 }
 
@@ -202,6 +214,7 @@ pub fn run_turn(
                     .settings
                     .reasoning_include_in_context
                     .unwrap_or(false),
+                show_reasoning: crate::shell::http::show_reasoning(b),
             }),
         _ => None,
     };
@@ -215,5 +228,53 @@ pub fn run_turn(
         malformed,
         elapsed_ms: started.elapsed().as_millis(),
         served,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(show: bool, keep: bool) -> TurnOutcome {
+        TurnOutcome {
+            ending: Ending::Delivered {
+                backend: "a".into(),
+                bucket: "default".into(),
+                tokens: 3,
+                at: 0,
+            },
+            answer: Answer {
+                text: "42".into(),
+                reasoning: Some("thinking".into()),
+                ..Answer::default()
+            },
+            attempts: Vec::new(),
+            malformed: 0,
+            elapsed_ms: 1,
+            served: Some(Served {
+                backend: "a".into(),
+                bucket: "default".into(),
+                provider: "openai",
+                model: "m".into(),
+                keep_reasoning: keep,
+                show_reasoning: show,
+            }),
+            record_error: None,
+            state_warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn hidden_reasoning_is_not_shown_but_still_kept_for_the_history() {
+        assert_eq!(outcome(true, false).shown_reasoning(), Some("thinking"));
+        let hidden = outcome(false, true);
+        assert_eq!(hidden.shown_reasoning(), None);
+        assert_eq!(
+            hidden.reasoning_to_keep().map(|r| r.text),
+            Some("thinking".to_string())
+        );
+        let mut failed = outcome(true, false);
+        failed.served = None;
+        assert_eq!(failed.shown_reasoning(), None);
     }
 }

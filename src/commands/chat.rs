@@ -16,6 +16,7 @@ use crate::chat::{apply_args, apply_identity_args, cancel_flag, repl};
 use crate::cli::ChatArgs;
 use crate::driver::Ending;
 use crate::engine::plan::MidStream;
+use crate::profile::names::same_profile_name;
 use crate::profile::store::Store;
 
 /// Largest prompt read from standard input (SPEC §7).
@@ -45,9 +46,35 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
     if args.interactive || (args.prompt.is_none() && std::io::stdin().is_terminal()) {
         return repl::run(args, store, io);
     }
+    match once(args, store, io) {
+        // SPEC §8.1: with --json a profile that cannot be loaded (missing, invalid, a load
+        // balancer whose backend is gone, no default) still prints the failure object, with
+        // no attempts; the exit code stays 3.
+        Err(e) if args.json && e.code == exit::CONFIG => {
+            writeln!(io.out, "{}", json!({"error": e.message, "attempts": []}))?;
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+/// The one-shot's help for a profile that cannot be loaded, when that profile is the default
+/// (SPEC §8.1: "re-save it, or `set-default none`").
+fn unloadable_default(e: CmdError) -> CmdError {
+    let help = match &e.help {
+        Some(h) => format!("{h}; or stop using it as the default: llxprt profile set-default none"),
+        None => "re-save it, or stop using it as the default: llxprt profile set-default none"
+            .to_string(),
+    };
+    e.help(help)
+}
+
+/// The one-shot: one prompt through the session's turn path.
+fn once(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
+    let default = || store.default_profile();
     let name = match &args.profile {
         Some(n) => n.clone(),
-        None => store.default_profile()?.ok_or_else(|| {
+        None => default()?.ok_or_else(|| {
             CmdError::new(exit::CONFIG, "no profile given and no default profile")
                 .help("create one with llxprt profile save model NAME --provider P --model M, then llxprt profile set-default NAME")
         })?,
@@ -66,12 +93,21 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
     };
     let mut session = Session::new(store.clone(), mode);
     apply_args(&mut session, args)?;
-    session.load(&name)?;
+    if let Err(e) = session.load(&name) {
+        let is_default = args.profile.is_none()
+            || default()
+                .ok()
+                .flatten()
+                .is_some_and(|d| same_profile_name(&d, &name));
+        return Err(if is_default { unloadable_default(e) } else { e });
+    }
     apply_identity_args(&mut session, args)?;
     let cancel = cancel_flag();
     cancel.store(false, std::sync::atomic::Ordering::SeqCst);
     let spinner = !args.json && std::io::stderr().is_terminal();
-    let mut sink = Sink::new(&mut *io.out, &mut *io.err, args.json).with_spinner(spinner);
+    let mut sink = Sink::new(&mut *io.out, &mut *io.err, args.json)
+        .with_spinner(spinner)
+        .with_color(io.color && spinner);
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     drop(sink);
@@ -87,7 +123,7 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
                 let served = out.served.as_ref();
                 let o = json!({
                     "answer": out.answer.text,
-                    "reasoning": out.answer.reasoning,
+                    "reasoning": out.shown_reasoning(),
                     "finish_reason": out.answer.finish_reason,
                     "backend": backend,
                     "bucket": bucket,

@@ -54,14 +54,8 @@ fn credential(
     bucket: &str,
     getenv: &dyn Fn(&str) -> Option<String>,
 ) -> Value {
-    let resolved = credentials::resolve(
-        store.root(),
-        b.profile.provider_info(),
-        bucket,
-        b.profile.settings.auth_keyfile.as_deref(),
-        b.profile.settings.auth_key.as_deref(),
-        getenv,
-    );
+    // The lookup a Send makes, by the profile's `auth` (SPEC §6.3), without the refresh.
+    let resolved = credentials::resolve_for(store.root(), &b.profile, bucket, getenv);
     // Only the source leaves this function; the secret is dropped unread.
     match resolved.map(|s| s.map(|s| s.source)) {
         Ok(Some(Source::Keyfile(p))) => {

@@ -9,6 +9,7 @@ use crate::cli::{PolicyArg, ProfileCommand, SaveCommand, SaveLbArgs, SaveModelAr
 use crate::fsutil::read_limited;
 use crate::profile::diagnostic::{Diagnostic, Palette, Severity, render_human, render_json};
 use crate::profile::model::{Profile, did_you_mean};
+use crate::profile::names::same_profile_name;
 use crate::profile::schema;
 use crate::profile::settings::{self, Scope, parse_assignment};
 use crate::profile::store::Store;
@@ -141,11 +142,7 @@ fn plural(n: usize) -> &'static str {
 /// `profile list` (also the session's `/profile list`).
 pub(crate) fn list(store: &Store, json: bool, io: &mut Streams<'_>) -> Result<u8, CmdError> {
     let default = store.default_profile()?;
-    let is_default = |n: &str| {
-        default
-            .as_deref()
-            .is_some_and(|d| d.eq_ignore_ascii_case(n))
-    };
+    let is_default = |n: &str| default.as_deref().is_some_and(|d| same_profile_name(d, n));
     let listed = store.list();
     if json {
         let rows: Vec<Value> = listed
@@ -468,10 +465,8 @@ fn save_model(store: &Store, a: &SaveModelArgs, io: &mut Streams<'_>) -> Result<
         path.display()
     )?;
     // SPEC §6.3: each bucket should have a stored login; say how to make one.
-    if let Some(p) = crate::provider::find(&a.provider) {
-        for w in
-            crate::auth::store::login_warnings(store.root(), p.name, &a.buckets, a.oauth, false)
-        {
+    if let Profile::Model(m) = &profile {
+        for w in crate::auth::store::profile_login_warnings(store.root(), m, false) {
             writeln!(io.err, "{w}")?;
         }
     }

@@ -244,7 +244,12 @@ fn check_unknown_top(
 }
 
 /// Checks `ephemeralSettings` of a profile of the given kind; returns the normalised settings.
-fn check_settings(raw: Option<&Settings>, is_lb: bool, out: &mut Vec<Finding>) -> Settings {
+fn check_settings(
+    raw: Option<&Settings>,
+    is_lb: bool,
+    purpose: Purpose,
+    out: &mut Vec<Finding>,
+) -> Settings {
     let Some(raw) = raw else {
         return Settings::default();
     };
@@ -325,7 +330,7 @@ fn check_settings(raw: Option<&Settings>, is_lb: bool, out: &mut Vec<Finding>) -
                 .help("move the key to a file readable only by you and set \"auth-keyfile\""),
         );
     }
-    if let Some(url) = &raw.base_url
+    if let Some(url) = raw.base_url.as_ref().filter(|_| purpose == Purpose::Run)
         && (!(url.starts_with("http://") || url.starts_with("https://"))
             || url.len() <= "https://".len())
     {
@@ -336,6 +341,28 @@ fn check_settings(raw: Option<&Settings>, is_lb: bool, out: &mut Vec<Finding>) -
             )
             .help("for example \"https://api.openai.com/v1\""),
         );
+    }
+    // SPEC §3.1: header names ignore case, so two keys of one object that differ only in case
+    // are one header, of which only one value can be sent.
+    let names: Vec<&String> = raw
+        .custom_headers
+        .iter()
+        .flatten()
+        .map(|(n, _)| n)
+        .collect();
+    for (i, a) in names.iter().enumerate() {
+        if let Some(b) = names[..i].iter().find(|b| b.eq_ignore_ascii_case(a)) {
+            out.push(
+                Finding::warning(
+                    format!("{}/{}", ptr("custom-headers"), escape_token(a)),
+                    format!(
+                        "custom header \"{a}\" is the same header as \"{b}\" (header names ignore case); only one of them is sent"
+                    ),
+                )
+                .at_key()
+                .help("keep one of them"),
+            );
+        }
     }
     if let Some(codes) = &raw.failover_status_codes {
         let mut seen = BTreeSet::new();
@@ -357,12 +384,29 @@ fn check_settings(raw: Option<&Settings>, is_lb: bool, out: &mut Vec<Finding>) -
     s
 }
 
+/// What a profile is checked for: which single-file checks [`analyse_for`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A profile to validate or to run: every check (SPEC §2.3).
+    Run,
+    /// A profile embedded in a `simulate` trace: its base URL is not checked, since a
+    /// simulation never reads it ("keyfiles, tokens and base URLs in the profiles are not
+    /// read or checked there", SPEC §9). Everything the engine reads is checked as for
+    /// [`Purpose::Run`].
+    Simulate,
+}
+
 /// Checks one raw profile on its own (SPEC §2.3, third layer, the single-file part).
 pub fn analyse(raw: &RawProfile) -> Analysis {
+    analyse_for(raw, Purpose::Run)
+}
+
+/// [`analyse`] for a `purpose`.
+pub fn analyse_for(raw: &RawProfile, purpose: Purpose) -> Analysis {
     let mut out = Vec::new();
     let profile = match raw {
-        RawProfile::Model(m) => Some(Profile::Model(analyse_model(m, &mut out))),
-        RawProfile::LoadBalancer(l) => analyse_lb(l, &mut out).map(Profile::LoadBalancer),
+        RawProfile::Model(m) => Some(Profile::Model(analyse_model(m, purpose, &mut out))),
+        RawProfile::LoadBalancer(l) => analyse_lb(l, purpose, &mut out).map(Profile::LoadBalancer),
     };
     let has_error = out
         .iter()
@@ -373,7 +417,7 @@ pub fn analyse(raw: &RawProfile) -> Analysis {
     }
 }
 
-fn analyse_model(m: &RawModel, out: &mut Vec<Finding>) -> ModelProfile {
+fn analyse_model(m: &RawModel, purpose: Purpose, out: &mut Vec<Finding>) -> ModelProfile {
     check_version(m.version, out);
     if m.kind == Some(super::raw::ModelKind::Standard) {
         out.push(
@@ -417,7 +461,7 @@ fn analyse_model(m: &RawModel, out: &mut Vec<Finding>) -> ModelProfile {
             }
         }
     }
-    let settings = check_settings(m.settings.as_ref(), false, out);
+    let settings = check_settings(m.settings.as_ref(), false, purpose, out);
     ModelProfile {
         provider: m.provider.clone(),
         model: m.model.clone(),
@@ -430,7 +474,11 @@ fn analyse_model(m: &RawModel, out: &mut Vec<Finding>) -> ModelProfile {
     }
 }
 
-fn analyse_lb(l: &RawLoadBalancer, out: &mut Vec<Finding>) -> Option<LoadBalancerProfile> {
+fn analyse_lb(
+    l: &RawLoadBalancer,
+    purpose: Purpose,
+    out: &mut Vec<Finding>,
+) -> Option<LoadBalancerProfile> {
     check_version(l.version, out);
     check_unknown_top(&l.extra, LB_KEYS, out);
     for (key, present) in [
@@ -500,14 +548,14 @@ fn analyse_lb(l: &RawLoadBalancer, out: &mut Vec<Finding>) -> Option<LoadBalance
                 Finding::error(ptr, format!("invalid profile name {name:?}: {why}"))
                     .help("a backend is the name of a profile in the profiles directory (SPEC §1)"),
             );
-        } else if !seen.insert(name.to_lowercase()) {
+        } else if !seen.insert(super::names::fold(name)) {
             out.push(
                 Finding::error(ptr, format!("backend \"{name}\" is listed twice"))
                     .help("each backend is tried at most once per request; remove the duplicate"),
             );
         }
     }
-    let mut settings = check_settings(l.settings.as_ref(), true, out);
+    let mut settings = check_settings(l.settings.as_ref(), true, purpose, out);
     if let Some(cl) = l.context_limit {
         out.push(
             Finding::note(
@@ -541,5 +589,38 @@ mod tests {
             Some("anthropic")
         );
         assert_eq!(did_you_mean("zzzzzzzz", provider::all_names()), None);
+    }
+
+    fn raw(v: &serde_json::Value) -> RawProfile {
+        serde_json::from_value(v.clone()).unwrap()
+    }
+
+    #[test]
+    fn one_header_twice_in_another_case_is_a_warning() {
+        let p = raw(
+            &serde_json::json!({"version": 1, "provider": "openai", "model": "m",
+            "ephemeralSettings": {"custom-headers": {"X-Team": "a", "x-team": "b", "X-Other": "c"}}}),
+        );
+        let a = analyse(&p);
+        assert!(a.profile.is_some());
+        let w: Vec<&Finding> = a
+            .findings
+            .iter()
+            .filter(|f| f.message.contains("same header"))
+            .collect();
+        assert_eq!(w.len(), 1, "{:?}", a.findings);
+        assert_eq!(w[0].pointer, "/ephemeralSettings/custom-headers/x-team");
+    }
+
+    /// SPEC §9: a simulation does not check base URLs; validation and live loads do.
+    #[test]
+    fn simulate_does_not_check_the_base_url() {
+        let p = raw(
+            &serde_json::json!({"version": 1, "provider": "openai", "model": "m",
+            "ephemeralSettings": {"base-url": "unix:///run/llm.sock"}}),
+        );
+        assert!(analyse(&p).profile.is_none());
+        let a = analyse_for(&p, Purpose::Simulate);
+        assert!(a.profile.is_some(), "{:?}", a.findings);
     }
 }

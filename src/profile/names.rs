@@ -58,6 +58,24 @@ pub fn check_profile_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Whether two profile names are the same name ignoring case (SPEC §1: a profile name may not
+/// equal an existing one ignoring case, for case-insensitive filesystems), in full Unicode:
+/// `É` and `é`, `Σ`, `σ` and `ς`, `ß` and `SS` are each one name.
+///
+/// Why not `eq_ignore_ascii_case` (ASCII only: `É` and `é` would be two profiles, one file on
+/// a case-insensitive filesystem) nor plain `to_lowercase` (it keeps `ß`/`ss` and `σ`/`ς`
+/// apart, which share an uppercase form): comparing the lowercase of the uppercase is the
+/// simple form of Unicode caseless matching (full case folding) that std provides. Unicode
+/// normalisation (NFC/NFD) is not applied: names are compared as the code points given.
+pub fn same_profile_name(a: &str, b: &str) -> bool {
+    a == b || fold(a) == fold(b)
+}
+
+/// The caseless form of a profile name (see [`same_profile_name`]).
+pub fn fold(name: &str) -> String {
+    name.to_uppercase().to_lowercase()
+}
+
 /// Words that bucket names may not be, in any case: they are verbs of `/auth` (SPEC §1).
 pub const RESERVED_BUCKET_NAMES: [&str; 5] = ["login", "logout", "status", "enable", "disable"];
 
@@ -117,6 +135,23 @@ mod tests {
             "", "a:b", "a*", "a?", "a|b", "a\"", "<a>", "Login", "STATUS", "x\ty",
         ] {
             assert!(check_bucket_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn profile_names_clash_ignoring_case_in_full_unicode() {
+        for (a, b) in [
+            ("claude-ha", "Claude-HA"),
+            ("é", "É"),
+            ("Straße", "STRASSE"),
+            ("ΟΔΟΣ", "οδοσ"),
+            ("οδος", "οδοσ"),
+            ("\u{212A}elvin", "kelvin"),
+        ] {
+            assert!(same_profile_name(a, b), "{a} {b}");
+        }
+        for (a, b) in [("a", "b"), ("é", "e"), ("claude-ha", "claude_ha")] {
+            assert!(!same_profile_name(a, b), "{a} {b}");
         }
     }
 }

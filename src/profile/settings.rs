@@ -384,11 +384,16 @@ impl Settings {
         read
     }
 
-    /// Lays `top` over `self`: every key `top` sets wins; `custom-headers` merge per header.
+    /// Lays `top` over `self`: every key `top` sets wins; `custom-headers` merge per header
+    /// name, and HTTP header names are case-insensitive (RFC 9110 §5.1), so `top`'s `X-Team`
+    /// replaces `self`'s `x-team`: the header is sent once, with the value and the spelling of
+    /// the higher level (SPEC §3.1).
     pub fn overlay(&mut self, top: &Settings) {
         let headers = match (&self.custom_headers, &top.custom_headers) {
             (Some(a), Some(b)) => {
                 let mut m = a.clone();
+                // Header names are ASCII tokens: ASCII case-insensitivity is the whole rule.
+                m.retain(|name, _| !b.keys().any(|n| n.eq_ignore_ascii_case(name)));
                 m.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
                 Some(m)
             }
@@ -552,8 +557,32 @@ mod tests {
         a.overlay(&b);
         let h = a.custom_headers.unwrap();
         assert_eq!((h["x-a"].as_str(), h["x-b"].as_str()), ("1", "2"));
+        assert_eq!(h.len(), 2);
         assert_eq!(a.failover_retry_count, Some(3));
         assert_eq!(a.streaming, Some(Streaming::Disabled));
+    }
+
+    /// SPEC §3.1: merged per header name, and header names ignore case: a load balancer's
+    /// `X-Team` replaces a backend's `x-team` (one header, the higher level's spelling).
+    #[test]
+    fn overlay_merges_headers_per_name_ignoring_case() {
+        let mut backend: Settings = serde_json::from_value(serde_json::json!({
+            "custom-headers": {"x-team": "backend", "X-Keep": "k"}
+        }))
+        .unwrap();
+        let lb: Settings = serde_json::from_value(serde_json::json!({
+            "custom-headers": {"X-Team": "lb"}
+        }))
+        .unwrap();
+        backend.overlay(&lb);
+        let h = backend.custom_headers.unwrap();
+        assert_eq!(
+            h.into_iter().collect::<Vec<_>>(),
+            [
+                ("X-Keep".to_string(), "k".to_string()),
+                ("X-Team".to_string(), "lb".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -16,12 +16,13 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Severity};
 use super::model::{ModelProfile, Profile};
-use super::names::check_profile_name;
+use super::names::{check_profile_name, same_profile_name};
 use super::validate::{self, MAX_PROFILE_BYTES, Resolved, Resolver};
 use crate::fsutil::{read_limited, write_atomic};
 
@@ -84,7 +85,32 @@ pub struct Store {
     /// (`serve`, a request at a time) reads the files again and validates only when the bytes
     /// of the profile or, for a load balancer, of one of its backends changed.
     loaded: Arc<Mutex<HashMap<PathBuf, Loaded>>>,
+    /// The last listing of the profiles directory, for [`Store::names_recent`].
+    listing: Arc<Mutex<Option<Listing>>>,
 }
+
+/// A listing of the profiles directory: the names, the directory's modification time then,
+/// and when it was made.
+#[derive(Debug, Clone)]
+struct Listing {
+    names: Vec<String>,
+    modified: Option<SystemTime>,
+    at: Instant,
+}
+
+/// Drops the cached listing when a save or delete of this store ends (it changed the
+/// directory; its modification time alone may not show it).
+struct Relist<'a>(&'a Mutex<Option<Listing>>);
+
+impl Drop for Relist<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// How long [`Store::names_recent`] may reuse a listing whose directory looks unchanged: a
+/// bound on what a file system with coarse modification times could hide.
+const LISTING_REUSE: Duration = Duration::from_secs(1);
 
 /// Valid model profiles: file → (its bytes, the profile).
 type Validated = HashMap<PathBuf, (Vec<u8>, ModelProfile)>;
@@ -137,6 +163,7 @@ impl Store {
             root: root.into(),
             models: Arc::default(),
             loaded: Arc::default(),
+            listing: Arc::default(),
         }
     }
 
@@ -191,11 +218,37 @@ impl Store {
         names
     }
 
+    /// [`Store::names`] for a caller that asks on every request (`serve` matching a request's
+    /// `model`): the last listing is reused while the directory's modification time is
+    /// unchanged and it is under [`LISTING_REUSE`] old, so a request costs one `stat`, not a
+    /// directory read. A profile added or removed shows at once where the file system keeps
+    /// fine modification times (ext4, tmpfs, APFS), within a second elsewhere.
+    pub fn names_recent(&self) -> Vec<String> {
+        let modified = fs::metadata(self.profiles_dir())
+            .and_then(|m| m.modified())
+            .ok();
+        let mut cached = self.listing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = cached.as_ref()
+            && l.modified.is_some()
+            && l.modified == modified
+            && l.at.elapsed() < LISTING_REUSE
+        {
+            return l.names.clone();
+        }
+        let names = self.names();
+        *cached = Some(Listing {
+            names: names.clone(),
+            modified,
+            at: Instant::now(),
+        });
+        names
+    }
+
     /// The existing profile whose name equals `name` ignoring case, if any.
     fn existing_name(&self, name: &str) -> Option<String> {
         self.names()
             .into_iter()
-            .find(|n| n.eq_ignore_ascii_case(name))
+            .find(|n| same_profile_name(n, name))
     }
 
     /// Reads a profile's bytes (bounded). An invalid name is refused as such (SPEC §1), and a
@@ -384,6 +437,7 @@ impl Store {
     /// profiles lock: of two processes saving the same new name at once, in any case, exactly
     /// one writes it and the other is told it exists (SPEC §1).
     pub fn save(&self, name: &str, profile: &Profile, force: bool) -> Result<Saved, StoreError> {
+        let _relist = Relist(&self.listing);
         let mut path = self.path_of(name)?;
         let _lock = self.lock_profiles()?;
         let existing = self.existing_name(name);
@@ -399,7 +453,7 @@ impl Store {
         }
         if let Profile::LoadBalancer(lb) = profile {
             for b in &lb.backends {
-                if b.eq_ignore_ascii_case(name) {
+                if same_profile_name(b, name) {
                     return Err(StoreError::Refused(format!(
                         "load balancer \"{name}\" cannot list itself as a backend"
                     )));
@@ -441,7 +495,7 @@ impl Store {
     pub fn referrers(&self, name: &str) -> Vec<String> {
         self.names()
             .into_iter()
-            .filter(|n| !n.eq_ignore_ascii_case(name))
+            .filter(|n| !same_profile_name(n, name))
             .filter(|n| {
                 let Ok((_, bytes)) = self.read(n) else {
                     return false;
@@ -455,7 +509,7 @@ impl Store {
                         .filter_map(|k| v.get(k).and_then(Value::as_array))
                         .flatten()
                         .filter_map(Value::as_str)
-                        .any(|b| b.eq_ignore_ascii_case(name))
+                        .any(|b| same_profile_name(b, name))
             })
             .collect()
     }
@@ -467,6 +521,7 @@ impl Store {
     /// default is cleared by one read-modify-write under the settings lock, so a default named
     /// by another process in the meantime stays.
     pub fn delete(&self, name: &str, force: bool) -> Result<String, StoreError> {
+        let _relist = Relist(&self.listing);
         self.path_of(name)?;
         let missing = || StoreError::Missing(format!("profile \"{name}\" does not exist"));
         // A missing profile is refused without creating the lock (or the root).
@@ -490,7 +545,7 @@ impl Store {
             let was_default = m
                 .get("defaultProfile")
                 .and_then(Value::as_str)
-                .is_some_and(|d| d.eq_ignore_ascii_case(&actual));
+                .is_some_and(|d| same_profile_name(d, &actual));
             if was_default {
                 m.remove("defaultProfile");
             }
@@ -676,6 +731,50 @@ mod tests {
             settings: super::super::settings::Settings::default(),
             auth: None,
         })
+    }
+
+    #[test]
+    fn a_recent_listing_is_reused_only_while_the_directory_looks_unchanged() {
+        let (_dir, store) = store_with(&["a"]);
+        assert_eq!(store.names_recent(), ["a"]);
+        // Planted in the cache: what a reuse would return.
+        let plant = |names: &[&str]| {
+            let mut l = store.listing.lock().unwrap();
+            l.as_mut().unwrap().names = names.iter().map(|n| (*n).to_string()).collect();
+        };
+        plant(&["planted"]);
+        assert_eq!(store.names_recent(), ["planted"], "unchanged: reused");
+        // Another writer adds a file: the directory's modification time moves.
+        let before = fs::metadata(store.profiles_dir())
+            .unwrap()
+            .modified()
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut n = 0;
+        while fs::metadata(store.profiles_dir())
+            .unwrap()
+            .modified()
+            .unwrap()
+            == before
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the directory's time never moved"
+            );
+            n += 1;
+            write_model(&store, &format!("b{n}"));
+        }
+        assert!(store.names_recent().contains(&"b1".to_string()), "relisted");
+        // An old listing is made again even with the same time; a save of this store drops it.
+        plant(&["planted"]);
+        store.listing.lock().unwrap().as_mut().unwrap().at -= LISTING_REUSE;
+        assert_ne!(store.names_recent(), ["planted"], "too old: relisted");
+        plant(&["planted"]);
+        store.save("c", &model_profile(), false).unwrap();
+        assert!(
+            store.names_recent().contains(&"c".to_string()),
+            "saved: relisted"
+        );
     }
 
     /// `h` is still running a while after it started: blocked on a lock the test holds.

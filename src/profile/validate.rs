@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::diagnostic::{Diagnostic, Finding, Severity, place};
 use super::jsonpos::escape_token;
 use super::model::{self, Profile, did_you_mean};
+use super::names::same_profile_name;
 use super::numbers;
 use super::raw::RawProfile;
 use super::schema;
@@ -726,7 +727,7 @@ fn semantic_fs_checks(
             let mut limits = Vec::new();
             for (i, name) in l.backends.iter().enumerate() {
                 let ptr = format!("/{field}/{i}");
-                if self_name.is_some_and(|s| s.eq_ignore_ascii_case(name)) {
+                if self_name.is_some_and(|s| same_profile_name(s, name)) {
                     out.push(
                         Finding::error(ptr, format!("the load balancer lists itself (\"{name}\")"))
                             .help("a backend must be a model profile"),
@@ -808,7 +809,7 @@ impl Resolver for FilesResolver<'_> {
         if let Some((_, path, bytes)) = self
             .files
             .iter()
-            .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _, _)| same_profile_name(n, name))
         {
             return classify(bytes, path);
         }

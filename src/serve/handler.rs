@@ -311,14 +311,18 @@ fn chat(conn: &mut Conn, body: &[u8], close: bool, ctx: &Ctx) -> bool {
                     .filter(|_| chosen.passthrough)
                     .and_then(|b| serde_json::from_slice::<Value>(b).ok());
                 let a = &fin.answer;
+                // Only the reasoning the shell showed (SPEC §3.1 `reasoning.includeInResponse`).
+                let reasoning = sink.reasoning.as_deref();
                 let b = match raw {
-                    Some(up) => wire::passthrough_completion(&rid, created, &model, &up, a.usage),
+                    Some(up) => {
+                        wire::passthrough_completion(&rid, created, &model, &up, reasoning, a.usage)
+                    }
                     None => wire::completion(
                         &rid,
                         created,
                         &model,
                         &a.text,
-                        a.reasoning.as_deref(),
+                        reasoning,
                         a.finish_reason.as_deref(),
                         a.usage,
                     ),

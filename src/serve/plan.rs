@@ -29,6 +29,7 @@ use crate::chat::session::lookup_backend;
 use crate::chat::turn::Prepared;
 use crate::engine::plan::MidStream;
 use crate::profile::model::{LoadBalancerProfile, Profile};
+use crate::profile::names::same_profile_name;
 use crate::profile::resolve::build_plan;
 use crate::profile::settings::{Settings, Streaming};
 use crate::profile::store::{Store, StoreError};
@@ -62,14 +63,14 @@ pub enum PlanError {
 }
 
 /// The name of the profile a request's `model` selects: the stored profile of that name
-/// (any case), else `default`.
+/// (ignoring case, SPEC §1), else `default`.
 pub fn profile_for(store: &Store, model: Option<&str>, default: &str) -> String {
     model
         .and_then(|m| {
             store
-                .names()
+                .names_recent()
                 .into_iter()
-                .find(|n| n.eq_ignore_ascii_case(m))
+                .find(|n| same_profile_name(n, m))
         })
         .unwrap_or_else(|| default.to_string())
 }

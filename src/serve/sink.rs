@@ -15,6 +15,12 @@
 //! - A stream broken for good ends with the error event and an unterminated chunked body, so
 //!   even a client that ignores the event sees an incomplete response, never a clean end.
 //! - A client that goes away mid-stream cancels its request (no more tokens are spent on it).
+//! - Reasoning the shell shows (SPEC §3.1 `reasoning.includeInResponse`) is sent as
+//!   `delta.reasoning_content`, the field DeepSeek-style OpenAI-compatible servers use and the
+//!   one most clients (and llxprt's own decoder) read, each piece in its own chunk as it
+//!   arrives, before the answer's content deltas. Its chunks carry `"content": ""` so a client
+//!   that only appends `delta.content` is not tripped up. A non-streamed answer carries the
+//!   reasoning shown as `message.reasoning_content`; hidden reasoning is never sent.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -42,11 +48,15 @@ pub struct Serving {
 pub type ServingCell = Rc<RefCell<Serving>>;
 
 /// Captures what a non-streamed answer needs beyond [`Answer`]: the raw body of a
-/// pass-through answer, and the shell's notices (for the log line).
+/// pass-through answer, the reasoning the shell showed, and the shell's notices (for the log
+/// line).
 #[derive(Debug, Default)]
 pub struct Collect {
     /// The last complete 2xx body.
     pub raw_body: Option<Vec<u8>>,
+    /// The reasoning shown (SPEC §3.1 `reasoning.includeInResponse`), in the order it came:
+    /// `None` when none was (hidden, or there was none).
+    pub reasoning: Option<String>,
     /// Notices.
     pub notices: Vec<String>,
 }
@@ -58,6 +68,13 @@ impl AnswerSink for Collect {
     }
     fn complete_body(&mut self, body: &[u8]) {
         self.raw_body = Some(body.to_vec());
+    }
+    fn reasoning(&mut self, text: &str) {
+        if !text.is_empty() {
+            self.reasoning
+                .get_or_insert_with(String::new)
+                .push_str(text);
+        }
     }
 }
 
@@ -77,9 +94,10 @@ pub struct StreamSink<'c> {
     started: bool,
     role_sent: bool,
     broken: bool,
-    /// Bytes written since the last flush: what one event of the upstream produced (the head
-    /// with the first chunk; the last chunks with `[DONE]` and the body's end) leaves in one
-    /// write, never held back past the event.
+    /// Bytes written since the last flush: what the upstream's events of one read produced
+    /// (the head with the first chunks; the last text with the finish chunk, `[DONE]` and the
+    /// body's end) leaves in one write, never held back past those events
+    /// ([`AnswerSink::events_done`]).
     pending: Vec<u8>,
     /// What the shell captured (notices, a pass-through body).
     pub collect: Collect,
@@ -182,7 +200,8 @@ impl<'c> StreamSink<'c> {
             None
         };
         if let Some(up) = raw {
-            for c in wire::passthrough_chunks(&self.id, self.created, &model, &up) {
+            let reasoning = self.collect.reasoning.as_deref();
+            for c in wire::passthrough_chunks(&self.id, self.created, &model, &up, reasoning) {
                 self.event(&c);
             }
         } else {
@@ -234,6 +253,9 @@ impl AnswerSink for StreamSink<'_> {
         };
         let c = wire::chunk(&self.id, self.created, &model, &delta, None);
         self.event(&c);
+    }
+
+    fn events_done(&mut self) {
         self.flush();
     }
 
@@ -243,5 +265,25 @@ impl AnswerSink for StreamSink<'_> {
 
     fn complete_body(&mut self, body: &[u8]) {
         self.collect.complete_body(body);
+    }
+
+    fn reasoning(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if self.passthrough {
+            // The pass-through message is sent whole at the end, reasoning included.
+            self.collect.reasoning(text);
+            return;
+        }
+        self.start();
+        let model = self.model();
+        let mut delta = json!({"content": "", "reasoning_content": text});
+        if !self.role_sent {
+            self.role_sent = true;
+            delta["role"] = Value::from("assistant");
+        }
+        let c = wire::chunk(&self.id, self.created, &model, &delta, None);
+        self.event(&c);
     }
 }

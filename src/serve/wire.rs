@@ -13,7 +13,7 @@
 //! - `Retry-After` is the time until the first cooling bucket (429) or skipped backend (503)
 //!   is ready again, at least 1 s; 1 s when the engine named no time.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::engine::FailKind;
 use crate::shell::http::AttemptInfo;
@@ -57,20 +57,43 @@ pub fn completion(
     })
 }
 
+/// Puts the reasoning shown into a pass-through message as its one `reasoning_content`: the
+/// upstream's own reasoning fields (`reasoning_content`, or `reasoning` from servers that use
+/// that name, SPEC §6.1) are replaced, so the text is neither sent twice nor under a second
+/// name; when none was shown (`reasoning.includeInResponse` off) nothing of the reasoning is
+/// left, OpenRouter's structured `reasoning_details` included.
+fn set_reasoning(message: &mut Map<String, Value>, shown: Option<&str>) {
+    message.remove("reasoning");
+    message.remove("reasoning_content");
+    match shown {
+        Some(r) => {
+            message.insert("reasoning_content".into(), Value::from(r));
+        }
+        None => {
+            message.remove("reasoning_details");
+        }
+    }
+}
+
 /// A non-streamed pass-through answer: the upstream's first choice as it sent it (tool calls
-/// included), with llxprt's id, the backend's model name and the normalised usage.
+/// included), with llxprt's id, the backend's model name, the normalised usage, and the
+/// reasoning shown as `reasoning_content` (none when it was not shown).
 pub fn passthrough_completion(
     id: &str,
     created: u64,
     model: &str,
     upstream: &Value,
+    reasoning: Option<&str>,
     u: Usage,
 ) -> Value {
-    let choice = upstream
+    let mut choice = upstream
         .get("choices")
         .and_then(|c| c.get(0))
         .cloned()
         .unwrap_or_else(|| json!({"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}));
+    if let Some(m) = choice.get_mut("message").and_then(Value::as_object_mut) {
+        set_reasoning(m, reasoning);
+    }
     json!({
         "id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [choice],
@@ -95,8 +118,14 @@ pub fn usage_chunk(id: &str, created: u64, model: &str, u: Usage) -> Value {
 }
 
 /// A pass-through answer as stream chunks: the whole message as one delta (tool calls with
-/// their `index`), then the finish chunk.
-pub fn passthrough_chunks(id: &str, created: u64, model: &str, upstream: &Value) -> Vec<Value> {
+/// their `index`, the reasoning shown as `reasoning_content`), then the finish chunk.
+pub fn passthrough_chunks(
+    id: &str,
+    created: u64,
+    model: &str,
+    upstream: &Value,
+    reasoning: Option<&str>,
+) -> Vec<Value> {
     let choice = upstream.get("choices").and_then(|c| c.get(0));
     let mut delta = choice
         .and_then(|c| c.get("message"))
@@ -104,6 +133,7 @@ pub fn passthrough_chunks(id: &str, created: u64, model: &str, upstream: &Value)
         .cloned()
         .unwrap_or_default();
     delta.insert("role".into(), Value::from("assistant"));
+    set_reasoning(&mut delta, reasoning);
     if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
         for (i, c) in calls.iter_mut().enumerate() {
             if let Some(o) = c.as_object_mut() {
@@ -288,11 +318,45 @@ mod tests {
         let up = json!({"choices": [{"message": {"role": "assistant", "content": null,
             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
             "finish_reason": "tool_calls"}]});
-        let c = passthrough_chunks("id", 1, "m", &up);
+        let c = passthrough_chunks("id", 1, "m", &up, None);
         assert_eq!(c[0]["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
         assert_eq!(c[1]["choices"][0]["finish_reason"], "tool_calls");
-        let full = passthrough_completion("id", 1, "m", &up, Usage::default());
+        let full = passthrough_completion("id", 1, "m", &up, None, Usage::default());
         assert_eq!(full["choices"][0]["message"]["tool_calls"][0]["id"], "c1");
         assert_eq!(full["model"], "m");
+    }
+
+    #[test]
+    fn passthrough_reasoning_is_one_reasoning_content_or_nothing() {
+        let up = json!({"choices": [{"message": {"role": "assistant", "content": null,
+            "reasoning": "why", "reasoning_details": [{"type": "reasoning.text", "text": "why"}],
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            "finish_reason": "tool_calls"}]});
+        let shown = passthrough_completion("id", 1, "m", &up, Some("why"), Usage::default());
+        let m = &shown["choices"][0]["message"];
+        assert_eq!(m["reasoning_content"], "why");
+        assert!(
+            m.get("reasoning").is_none(),
+            "not sent under a second name: {m}"
+        );
+        assert_eq!(m["tool_calls"][0]["id"], "c1");
+        let hidden = passthrough_completion("id", 1, "m", &up, None, Usage::default());
+        let m = &hidden["choices"][0]["message"];
+        for field in ["reasoning", "reasoning_content", "reasoning_details"] {
+            assert!(m.get(field).is_none(), "{field} hidden: {m}");
+        }
+        let c = passthrough_chunks("id", 1, "m", &up, Some("why"));
+        let d = &c[0]["choices"][0]["delta"];
+        assert_eq!(
+            (&d["reasoning_content"], &d["role"]),
+            (&json!("why"), &json!("assistant"))
+        );
+        assert!(d.get("reasoning").is_none());
+        let c = passthrough_chunks("id", 1, "m", &up, None);
+        assert!(
+            c[0]["choices"][0]["delta"]
+                .get("reasoning_content")
+                .is_none()
+        );
     }
 }

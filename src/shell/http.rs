@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::credentials::{self, Secret};
+use super::credentials::Secret;
 use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage};
 use super::sse::SseDecoder;
 use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
@@ -36,11 +36,15 @@ pub trait AnswerSink {
     /// is on (SPEC §3.1): streamed as it arrives, or all of it just before the answer's text
     /// when the answer is delivered whole. Sinks that do not show reasoning ignore it.
     fn reasoning(&mut self, _text: &str) {}
+    /// The events that arrived together (one read) were all given: what they produced is due
+    /// now. Not called once the stream's finish signal arrived: what is left leaves with the
+    /// end of the answer. `serve` writes each batch in one write; other sinks ignore it.
+    fn events_done(&mut self) {}
 }
 
 /// Whether the backend's reasoning text is shown to the user: `reasoning.includeInResponse`,
 /// true by default (SPEC §3.1).
-fn show_reasoning(b: &ResolvedBackend) -> bool {
+pub fn show_reasoning(b: &ResolvedBackend) -> bool {
     b.settings
         .settings
         .reasoning_include_in_response
@@ -177,21 +181,10 @@ impl<'a> HttpExec<'a> {
     /// refreshed first (SPEC §6.3); why that is part of obtaining the credential and not an
     /// engine decision is in [`crate::auth::refresh`]'s docs.
     fn credential(&mut self, b: &ResolvedBackend, bucket: &str) -> Result<Option<Secret>, String> {
-        let provider = b.profile.provider_info();
-        let secret = match self
-            .tokens
-            .before_use(&self.root, provider.name, bucket, now_ms())?
-        {
-            Some(s) => Some(s),
-            None => credentials::resolve(
-                &self.root,
-                provider,
-                bucket,
-                b.profile.settings.auth_keyfile.as_deref(),
-                b.profile.settings.auth_key.as_deref(),
-                self.getenv,
-            )?,
-        };
+        // SPEC §6.3: the profile's `auth` decides where the bucket's credential comes from.
+        let secret =
+            self.tokens
+                .credential(&self.root, &b.profile, bucket, now_ms(), self.getenv)?;
         self.sent_secret.clone_from(&secret);
         Ok(secret)
     }
@@ -252,8 +245,10 @@ impl<'a> HttpExec<'a> {
             first_byte_ms: b.settings.first_byte_timeout_ms,
             idle_ms: b.settings.stream_idle_timeout_ms,
         };
+        // Under `restart`, or whatever the mode when only reasoning was shown (no text: the
+        // attempt failed before any output, and the next one starts afresh).
         if let Some((tokens, from)) = self.shown_before.take()
-            && self.mode == MidStream::Restart
+            && (self.mode == MidStream::Restart || tokens == 0)
         {
             self.sink.notice(&format!(
                 "[interrupted after {tokens} tokens on {from}; restarting on {}]",
@@ -425,6 +420,7 @@ impl<'a> HttpExec<'a> {
         let mut refused: Option<String> = None;
         let buffered = self.mode == MidStream::Buffer;
         let show_reasoning = show_reasoning(b);
+        let mut reasoning_shown = false;
         // What was cut from the end of the prefill; the continuation's first text repeats it
         // at most once (see `drop_overlap`).
         let mut cut = if continuing {
@@ -471,6 +467,7 @@ impl<'a> HttpExec<'a> {
                         Chunk::Reasoning(r) => {
                             if show_reasoning && !buffered {
                                 self.sink.reasoning(&r);
+                                reasoning_shown = true;
                             }
                             reasoning.push_str(&r);
                         }
@@ -512,6 +509,9 @@ impl<'a> HttpExec<'a> {
                     }
                 }
             }
+            if !events.is_empty() && finish.is_none() {
+                self.sink.events_done();
+            }
             if finish.is_some()
                 && (ended
                     || matches!(
@@ -526,6 +526,10 @@ impl<'a> HttpExec<'a> {
                     break;
                 }
                 if text.is_empty() {
+                    if reasoning_shown {
+                        // The user saw this attempt think: the next one says it starts over.
+                        self.shown_before = Some((0, b.name.clone()));
+                    }
                     return no_text_outcome(failure.as_ref(), refused, att.elapsed_ms());
                 }
                 let why = refused.take().unwrap_or_else(|| {

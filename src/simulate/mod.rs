@@ -18,6 +18,7 @@ use crate::driver::{self, Ending};
 use crate::engine::plan::MidStream;
 use crate::engine::{EngineState, Plan};
 use crate::profile::model::{self, ModelProfile, Profile};
+use crate::profile::names::same_profile_name;
 use crate::profile::resolve::{ResolvedBackend, build_plan};
 use crate::profile::settings::Settings;
 use crate::profile::store::Store;
@@ -93,9 +94,9 @@ pub fn plan_for(
         let (_, raw) = trace
             .profiles
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))?;
+            .find(|(k, _)| same_profile_name(k, n))?;
         Some(
-            model::analyse(raw)
+            model::analyse_for(raw, model::Purpose::Simulate)
                 .profile
                 .ok_or_else(|| format!("profile \"{n}\" in the trace does not validate")),
         )

@@ -189,7 +189,7 @@ pub fn check_trace(bytes: &[u8]) -> Checked<Trace> {
                 .at_key(),
             );
         }
-        for mut finding in model::analyse(raw).findings {
+        for mut finding in model::analyse_for(raw, model::Purpose::Simulate).findings {
             finding.pointer = format!("{prefix}{}", finding.pointer);
             f.push(finding);
         }

@@ -149,7 +149,7 @@ fn read_shared(path: &Path, warnings: &mut Vec<String>) -> io::Result<SharedStat
     match read_limited(path, MAX_STATE_BYTES) {
         Ok(bytes) => match serde_json::from_slice::<Typed>(&bytes) {
             Ok(Typed(s)) => Ok(s),
-            Err(_) => read_damaged(path, &bytes, warnings),
+            Err(_) => Ok(read_damaged(path, &bytes, warnings)),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SharedState::default()),
         // `read_limited`'s only InvalidData: the file is over the limit.
@@ -180,26 +180,26 @@ fn read_shared(path: &Path, warnings: &mut Vec<String>) -> io::Result<SharedStat
 /// A state file that is not the keyed form throughout: the entries that parse are kept, each
 /// other one is named in `warnings`; a file that is not a JSON object starts afresh, said
 /// there too.
-fn read_damaged(path: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> io::Result<SharedState> {
+fn read_damaged(path: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> SharedState {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v) if v.is_object() => {
             let (s, dropped) = from_keyed(&v);
             warnings.extend(dropped);
-            Ok(s)
+            s
         }
         Ok(_) => {
             warnings.push(format!(
                 "the state file {} is not a JSON object; starting afresh",
                 path.display()
             ));
-            Ok(SharedState::default())
+            SharedState::default()
         }
         Err(e) => {
             warnings.push(format!(
                 "the state file {} is not JSON ({e}); starting afresh",
                 path.display()
             ));
-            Ok(SharedState::default())
+            SharedState::default()
         }
     }
 }

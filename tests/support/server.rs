@@ -45,7 +45,9 @@
 //! §2.17). The client sees `ConnectionReset`.
 //!
 //! Provider wire formats (CRATES.md §10): [`openai_stream`], [`anthropic_stream`],
-//! [`gemini_stream`]; error replies [`openai_error`], [`anthropic_error`] (status from the error
+//! [`gemini_stream`]; with reasoning: [`openai_reasoning_stream`] (`reasoning_content` or
+//! `reasoning` deltas), [`anthropic_thinking_stream`] (a signed `thinking` block); complete
+//! bodies [`openai_completion_body`], [`anthropic_thinking_body`]; error replies [`openai_error`], [`anthropic_error`] (status from the error
 //! type: `overloaded_error` → 529, …), [`gemini_error`] (with an optional `RetryInfo`); the bodies
 //! alone ([`openai_error_body`], …); in-stream error events [`openai_stream_error`],
 //! [`anthropic_stream_error`], [`gemini_stream_error`].
@@ -521,6 +523,120 @@ pub fn gemini_stream(pieces: &[&str], finish: bool) -> Vec<SseOut> {
             SseOut::data(chunk)
         })
         .collect()
+}
+
+/// A Chat Completions stream that reasons first: one chunk per reasoning piece
+/// (`delta.reasoning_content`, or `delta.reasoning` when `field` says so; the first also has
+/// `role: assistant`), then [`openai_stream`]`(text_pieces, Some("stop"), true, Some((5, 3)))`.
+pub fn openai_reasoning_stream(
+    field: &str,
+    reasoning_pieces: &[&str],
+    text_pieces: &[&str],
+) -> Vec<SseOut> {
+    let mut out: Vec<SseOut> = reasoning_pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut delta = json!({"content": null});
+            delta[field] = json!(piece);
+            if i == 0 {
+                delta["role"] = json!("assistant");
+            }
+            SseOut::data(openai_chunk(delta, None))
+        })
+        .collect();
+    out.extend(openai_stream(text_pieces, Some("stop"), true, Some((5, 3))));
+    out
+}
+
+/// A complete (non-streamed) `chat.completion` body with this answer and, when given, its
+/// `message.reasoning_content`; usage 5 + 3.
+pub fn openai_completion_body(text: &str, reasoning: Option<&str>) -> Value {
+    let mut message = json!({"role": "assistant", "content": text});
+    if let Some(r) = reasoning {
+        message["reasoning_content"] = json!(r);
+    }
+    json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1_700_000_000,
+        "model": "test-model",
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    })
+}
+
+/// A Messages stream with extended thinking: `message_start`, a `thinking` block (one
+/// `thinking_delta` per thinking piece, then a `signature_delta`) at index 0, a `text` block
+/// (one `text_delta` per piece) at index 1, `message_delta` (`end_turn`), `message_stop`.
+pub fn anthropic_thinking_stream(thinking: &[&str], pieces: &[&str]) -> Vec<SseOut> {
+    let block = |name: &str, v: Value| SseOut::named(name, v);
+    let mut out = vec![
+        block(
+            "message_start",
+            json!({"type": "message_start", "message": {
+                "id": "msg_test", "type": "message", "role": "assistant",
+                "model": "claude-test", "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1},
+            }}),
+        ),
+        block(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "thinking", "thinking": ""}}),
+        ),
+    ];
+    for t in thinking {
+        out.push(block(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "thinking_delta", "thinking": t}}),
+        ));
+    }
+    out.push(block(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0,
+               "delta": {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}}),
+    ));
+    out.push(block(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    out.push(block(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 1,
+               "content_block": {"type": "text", "text": ""}}),
+    ));
+    for piece in pieces {
+        out.push(block(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1,
+                   "delta": {"type": "text_delta", "text": piece}}),
+        ));
+    }
+    out.push(block(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 1}),
+    ));
+    out.push(block(
+        "message_delta",
+        json!({"type": "message_delta",
+               "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+               "usage": {"output_tokens": thinking.len() + pieces.len()}}),
+    ));
+    out.push(block("message_stop", json!({"type": "message_stop"})));
+    out
+}
+
+/// A complete (non-streamed) Messages body: a signed `thinking` block, then a `text` block.
+pub fn anthropic_thinking_body(thinking: &str, text: &str) -> Value {
+    json!({
+        "id": "msg_test", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [
+            {"type": "thinking", "thinking": thinking, "signature": "c2lnbmF0dXJl"},
+            {"type": "text", "text": text},
+        ],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+    })
 }
 
 /// `{"error": {"message", "type", "param": null, "code"}}`.
