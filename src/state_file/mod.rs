@@ -204,9 +204,11 @@ fn read_damaged(path: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> Shared
     }
 }
 
-/// The state file's text for `shared`.
+/// The state file's text for `shared`: compact JSON and a line end. It is read and written at
+/// every engine step of every process, and pretty printing made it three times as long (each
+/// latency bin on a line of its own); `llxprt stats` is its readable form.
 fn render(shared: &SharedState) -> String {
-    let mut text = serde_json::to_string_pretty(&Keyed(shared)).expect("plain data");
+    let mut text = serde_json::to_string(&Keyed(shared)).expect("plain data");
     text.push('\n');
     text
 }
