@@ -5,6 +5,9 @@
 //!   of the added latency (each pair's difference);
 //! - concurrent: requests per second with 16 clients, through `serve` and directly.
 //!
+//! With `LLXPRT_BENCH_COMPARE=<path to another llxprt>`, that binary's serve is measured too,
+//! its requests interleaved with the others' (a change is judged within one run).
+//!
 //! No timed assertions: a reader compares the figures with the target (p50 overhead
 //! ≤ 0.2 ms). Each request through `serve` includes the engine's steps on the shared state
 //! file (SPEC §5.9: lock, re-read, decide, atomic write with fsync), so the figures depend on
@@ -69,8 +72,8 @@ impl Drop for Running {
     }
 }
 
-fn start_serve(home: &std::path::Path) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llxprt"))
+fn start_serve(bin: &str, home: &std::path::Path) -> (Running, String) {
+    let mut child = Command::new(bin)
         .args(["serve", "--profile", "bench", "--listen", "127.0.0.1:0"])
         .env("LLXPRT_HOME", home)
         .env("NO_COLOR", "1")
@@ -111,8 +114,16 @@ fn rps(url: &str, body: &Value) -> f64 {
     (CLIENTS * PER_CLIENT) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// One run with the llxprt root (and so the shared state file) under `tmp`.
-fn run(label: &str, tmp: &std::path::Path, upstream: &Server) {
+/// One run with the llxprt root (and so the shared state file) under `tmp`, against an
+/// upstream of its own (the loopback server keeps every request it served: a second run on the
+/// first's would start on a busier server).
+fn run(label: &str, tmp: &std::path::Path) {
+    let upstream = Server::start(vec![Reply::sse(openai_stream(
+        &["Hello", " there"],
+        Some("stop"),
+        true,
+        Some((3, 2)),
+    ))]);
     let home = tempfile::tempdir_in(tmp).unwrap();
     let profile = json!({"version": 1, "provider": "openai", "model": "m",
         "ephemeralSettings": {"base-url": format!("{}/v1", upstream.url()), "auth-key": "sk-bench-0123456789abcdef"}});
@@ -122,9 +133,23 @@ fn run(label: &str, tmp: &std::path::Path, upstream: &Server) {
         serde_json::to_vec_pretty(&profile).unwrap(),
     )
     .unwrap();
-    let (serve, serve_url) = start_serve(home.path());
+    let (serve, serve_url) = start_serve(env!("CARGO_BIN_EXE_llxprt"), home.path());
     let direct = format!("{}/v1/chat/completions", upstream.url());
     let via = format!("{serve_url}/v1/chat/completions");
+    // `LLXPRT_BENCH_COMPARE=<another llxprt binary>`: that one's serve too, on a home of its
+    // own, its requests interleaved with the others', so both are measured on the same machine
+    // at the same moments (a change is judged by the ratio within one run).
+    let other = std::env::var("LLXPRT_BENCH_COMPARE").ok().map(|bin| {
+        let home = tempfile::tempdir_in(tmp).unwrap();
+        std::fs::create_dir_all(home.path().join("profiles")).unwrap();
+        std::fs::write(
+            home.path().join("profiles/bench.json"),
+            serde_json::to_vec_pretty(&profile).unwrap(),
+        )
+        .unwrap();
+        let (running, url) = start_serve(&bin, home.path());
+        (bin, home, running, format!("{url}/v1/chat/completions"))
+    });
     let body =
         json!({"model": "bench", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
 
@@ -132,14 +157,21 @@ fn run(label: &str, tmp: &std::path::Path, upstream: &Server) {
     for _ in 0..WARMUP {
         once(&client, &direct, &body);
         once(&client, &via, &body);
+        if let Some((_, _, _, url)) = &other {
+            once(&client, url, &body);
+        }
     }
-    let (mut plain, mut served, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut plain, mut served, mut diff, mut other_diff) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..SEQUENTIAL {
         let x = once(&client, &direct, &body);
         let y = once(&client, &via, &body);
         plain.push(x);
         served.push(y);
         diff.push(y - x);
+        if let Some((_, _, _, url)) = &other {
+            other_diff.push(once(&client, url, &body) - x);
+        }
     }
     println!("{label}");
     println!("  sequential, {SEQUENTIAL} streamed requests each (ms):");
@@ -158,6 +190,13 @@ fn run(label: &str, tmp: &std::path::Path, upstream: &Server) {
         percentile(&diff, 0.5),
         percentile(&diff, 0.99)
     );
+    if let Some((bin, _, _, _)) = &other {
+        println!(
+            "    added by {bin}: p50 {:.3}  p99 {:.3}",
+            percentile(&other_diff, 0.5),
+            percentile(&other_diff, 0.99)
+        );
+    }
     let direct_rps = rps(&direct, &body);
     let serve_rps = rps(&via, &body);
     println!(
@@ -170,20 +209,13 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test --benches`: nothing to time
     }
-    let upstream = Server::start(vec![Reply::sse(openai_stream(
-        &["Hello", " there"],
-        Some("stop"),
-        true,
-        Some((3, 2)),
-    ))]);
     run(
         "state file in the temp directory (fsync reaches the disk):",
         &std::env::temp_dir(),
-        &upstream,
     );
     // The same on a RAM filesystem, where fsync is free: what serve itself adds.
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
-        run("state file on /dev/shm (tmpfs):", shm, &upstream);
+        run("state file on /dev/shm (tmpfs):", shm);
     }
 }

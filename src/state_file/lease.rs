@@ -44,10 +44,12 @@ pub const LONGEST_HOLD: Duration = Duration::from_millis(100);
 /// waiting for it gets it before this process takes it again.
 const HAND_OVER: Duration = Duration::from_millis(2);
 
-/// How long the writer gathers steps after a write before the next one: under steady load the
-/// file is written at most about every this long, so writing takes little of the CPU the
-/// requests need.
-const GATHER: Duration = Duration::from_millis(5);
+/// How long the writer gathers steps before each write, from the first step not yet written:
+/// under steady load the file is written at most about every this long (a request's steps and
+/// its neighbours' share a write), and the lock is kept over that time, so a request seldom
+/// pays for taking it; writing takes little of the CPU the requests need. A process waiting
+/// for the lock while this one is idle waits at most this long and a write.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// How long a failed write waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -270,6 +272,11 @@ impl Shared {
                 inner.lease = None;
                 return;
             }
+            if !inner.closing {
+                drop(inner);
+                std::thread::sleep(GATHER);
+                inner = self.lock();
+            }
             let upto = inner.decided;
             let result = if let Err(e) = self.hold(&mut inner) {
                 Err(e)
@@ -291,10 +298,6 @@ impl Shared {
                         && held_since.is_some_and(|t| t.elapsed() >= LONGEST_HOLD)
                     {
                         inner = self.hand_over(inner);
-                    } else if inner.decided != inner.written && !inner.closing {
-                        drop(inner);
-                        std::thread::sleep(GATHER);
-                        inner = self.lock();
                     }
                 }
                 Err(e) => {
