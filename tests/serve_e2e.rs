@@ -59,6 +59,26 @@ fn lb(cli: &Cli, name: &str, policy: &str, backends: &[&str], settings: &Value) 
     );
 }
 
+/// serve running `lb`, a failover load balancer with no retries over OpenAI-compatible `a`
+/// then `b`, `b` with `b_settings` and `lb` with `lb_settings` added. The `Cli` (its home) is
+/// returned first, so a test that binds both drops serve before it.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "call sites read best with an inline json! value"
+)]
+fn serve_failover(a: &Server, b: &Server, b_settings: Value, lb_settings: Value) -> (Cli, Serve) {
+    let cli = Cli::new();
+    model(&cli, "a", "openai", &openai_base(a), json!({}));
+    model(&cli, "b", "openai", &openai_base(b), b_settings);
+    let mut settings = json!({"failover_retry_count": 0});
+    for (k, v) in lb_settings.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    lb(&cli, "lb", "failover", &["a", "b"], &settings);
+    let serve = Serve::start(&cli, &["--profile", "lb"]);
+    (cli, serve)
+}
+
 fn ok_stream(text: &[&str]) -> Reply {
     Reply::sse(openai_stream(text, Some("stop"), true, Some((5, 3))))
 }
@@ -498,23 +518,7 @@ fn mid_stream_continue_forwards_only_the_continuation() {
         ok_stream(&["The answer ", "is", " never"]),
     )]);
     let b = Server::start(vec![ok_stream(&[" forty-two."])]);
-    let cli = Cli::new();
-    model(&cli, "a", "openai", &openai_base(&a), json!({}));
-    model(
-        &cli,
-        "b",
-        "openai",
-        &openai_base(&b),
-        json!({"accepts-prefill": true}),
-    );
-    lb(
-        &cli,
-        "lb",
-        "failover",
-        &["a", "b"],
-        &json!({"failover_retry_count": 0}),
-    );
-    let serve = Serve::start(&cli, &["--profile", "lb"]);
+    let (_cli, serve) = serve_failover(&a, &b, json!({"accepts-prefill": true}), json!({}));
     let r = post(&client(), &serve.chat_url(), &ask(true));
     assert_eq!(r.status, 200);
     assert!(r.complete);
@@ -555,23 +559,7 @@ fn the_whitespace_cut_from_a_prefill_is_delivered_once() {
         ok_stream(&["The answer ", "is ", "never"]),
     )]);
     let b = Server::start(vec![ok_stream(&[" forty", "-two."])]);
-    let cli = Cli::new();
-    model(&cli, "a", "openai", &openai_base(&a), json!({}));
-    model(
-        &cli,
-        "b",
-        "openai",
-        &openai_base(&b),
-        json!({"accepts-prefill": true}),
-    );
-    lb(
-        &cli,
-        "lb",
-        "failover",
-        &["a", "b"],
-        &json!({"failover_retry_count": 0}),
-    );
-    let serve = Serve::start(&cli, &["--profile", "lb"]);
+    let (_cli, serve) = serve_failover(&a, &b, json!({"accepts-prefill": true}), json!({}));
     let r = post(&client(), &serve.chat_url(), &ask(true));
     assert_eq!(r.status, 200);
     assert!(r.complete);
@@ -598,17 +586,7 @@ fn a_stream_broken_before_any_text_fails_over_under_the_default_continue() {
         Reply::cut_after(1, Reply::sse(vec![role_only()])),
     ]);
     let b = Server::start(vec![ok_stream(&["Fine."]), ok_stream(&["Fine."])]);
-    let cli = Cli::new();
-    model(&cli, "a", "openai", &openai_base(&a), json!({}));
-    model(&cli, "b", "openai", &openai_base(&b), json!({}));
-    lb(
-        &cli,
-        "lb",
-        "failover",
-        &["a", "b"],
-        &json!({"failover_retry_count": 0}),
-    );
-    let serve = Serve::start(&cli, &["--profile", "lb"]);
+    let (_cli, serve) = serve_failover(&a, &b, json!({}), json!({}));
     for stream in [true, false] {
         let r = post(&client(), &serve.chat_url(), &ask(stream));
         assert_served(&r, stream, "b", "Fine.", "broken before any text");
@@ -638,23 +616,7 @@ fn a_target_that_rejects_prefills_ends_the_stream_with_the_original_interruption
             ok_stream(&["The answer ", "is", " never"]),
         )]);
         let b = Server::start(vec![b_reply]);
-        let cli = Cli::new();
-        model(&cli, "a", "openai", &openai_base(&a), json!({}));
-        model(
-            &cli,
-            "b",
-            "openai",
-            &openai_base(&b),
-            json!({"accepts-prefill": accepts}),
-        );
-        lb(
-            &cli,
-            "lb",
-            "failover",
-            &["a", "b"],
-            &json!({"failover_retry_count": 0}),
-        );
-        let serve = Serve::start(&cli, &["--profile", "lb"]);
+        let (_cli, serve) = serve_failover(&a, &b, json!({"accepts-prefill": accepts}), json!({}));
         let r = post(&client(), &serve.chat_url(), &ask(true));
         let err = assert_in_band(&r, "The answer is", "prefill rejected");
         let msg = err["error"]["message"].as_str().unwrap();
@@ -677,17 +639,7 @@ fn mid_stream_buffer_holds_each_attempt_back_until_complete() {
         ok_stream(&["Half ", "an", " answer"]),
     )]);
     let b = Server::start(vec![ok_stream(&["The whole ", "answer."])]);
-    let cli = Cli::new();
-    model(&cli, "a", "openai", &openai_base(&a), json!({}));
-    model(&cli, "b", "openai", &openai_base(&b), json!({}));
-    lb(
-        &cli,
-        "lb",
-        "failover",
-        &["a", "b"],
-        &json!({"failover_retry_count": 0, "mid_stream": "buffer"}),
-    );
-    let serve = Serve::start(&cli, &["--profile", "lb"]);
+    let (_cli, serve) = serve_failover(&a, &b, json!({}), json!({"mid_stream": "buffer"}));
     let r = post(&client(), &serve.chat_url(), &ask(true));
     assert_served(&r, true, "b", "The whole answer.", "buffer");
     assert!(
