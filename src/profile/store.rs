@@ -87,6 +87,28 @@ pub struct Store {
     loaded: Arc<Mutex<HashMap<PathBuf, Loaded>>>,
     /// The last listing of the profiles directory, for [`Store::names_recent`].
     listing: Arc<Mutex<Option<Listing>>>,
+    /// Profile files as last read, by path, with the [`Stamp`] they had (shared by clones): a
+    /// file whose stamp is unchanged is not read again (a request of `serve` costs one `stat`
+    /// per profile file, not an open and a read).
+    files: Arc<Mutex<Files>>,
+}
+
+/// What tells a file's contents apart without reading them: its device and inode (every
+/// llxprt write is a rename, so a new inode), its length and its modification time. Only two
+/// edits in place of the same length within one tick of the file system's clock (milliseconds
+/// on ext4, a second on some others), with a read between them, would leave the second unseen
+/// until the next change.
+type Stamp = (u64, u64, u64, SystemTime);
+
+fn stamp(m: &fs::Metadata) -> Option<Stamp> {
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt as _;
+        (m.dev(), m.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (0, 0);
+    Some((dev, ino, m.len(), m.modified().ok()?))
 }
 
 /// A listing of the profiles directory: the names, the directory's modification time then,
@@ -111,6 +133,9 @@ impl Drop for Relist<'_> {
 /// How long [`Store::names_recent`] may reuse a listing whose directory looks unchanged: a
 /// bound on what a file system with coarse modification times could hide.
 const LISTING_REUSE: Duration = Duration::from_secs(1);
+
+/// Profile files as last read: file → (its stamp then, its bytes).
+type Files = HashMap<PathBuf, (Stamp, Vec<u8>)>;
 
 /// Valid model profiles: file → (its bytes, the profile).
 type Validated = HashMap<PathBuf, (Vec<u8>, ModelProfile)>;
@@ -164,6 +189,7 @@ impl Store {
             models: Arc::default(),
             loaded: Arc::default(),
             listing: Arc::default(),
+            files: Arc::default(),
         }
     }
 
@@ -257,14 +283,24 @@ impl Store {
     fn read(&self, name: &str) -> Result<(PathBuf, Vec<u8>), StoreError> {
         let exact = self.path_of(name)?;
         // The name as given names the file (one stat); else the listing finds it in any case.
-        let path = if exact.is_file() {
-            exact
-        } else {
-            let actual = self
-                .existing_name(name)
-                .ok_or_else(|| StoreError::Missing(format!("profile \"{name}\" does not exist")))?;
-            self.path_of(&actual)?
+        let (path, meta) = match fs::metadata(&exact) {
+            Ok(m) if m.is_file() => (exact, Some(m)),
+            _ => {
+                let actual = self.existing_name(name).ok_or_else(|| {
+                    StoreError::Missing(format!("profile \"{name}\" does not exist"))
+                })?;
+                let path = self.path_of(&actual)?;
+                let meta = fs::metadata(&path).ok();
+                (path, meta)
+            }
         };
+        let stamp = meta.as_ref().and_then(stamp);
+        if let Some(st) = stamp {
+            let files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, bytes)) = files.get(&path).filter(|(was, _)| *was == st) {
+                return Ok((path, bytes.clone()));
+            }
+        }
         let bytes = read_limited(&path, MAX_PROFILE_BYTES).map_err(|e| {
             let message = if e.kind() == std::io::ErrorKind::InvalidData {
                 format!(
@@ -287,6 +323,12 @@ impl Store {
                 path: path.clone(),
             }
         })?;
+        if let Some(st) = stamp {
+            self.files
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(path.clone(), (st, bytes.clone()));
+        }
         Ok((path, bytes))
     }
 
@@ -731,6 +773,40 @@ mod tests {
             settings: super::super::settings::Settings::default(),
             auth: None,
         })
+    }
+
+    #[test]
+    fn a_profile_file_is_read_again_only_when_its_stamp_changes() {
+        let (_dir, store) = store_with(&[]);
+        let path = store.profiles_dir().join("a.json");
+        let m1 = r#"{"version": 1, "provider": "openai", "model": "m1"}"#;
+        let m2 = r#"{"version": 1, "provider": "openai", "model": "m2"}"#;
+        fs::write(&path, m1).unwrap();
+        assert_eq!(store.read("a").unwrap().1, m1.as_bytes());
+        // Planted under the same stamp: a reuse returns it, so the file was not read.
+        let plant = |bytes: &str| {
+            let mut files = store.files.lock().unwrap();
+            files.get_mut(&path).unwrap().1 = bytes.as_bytes().to_vec();
+        };
+        plant("planted");
+        assert_eq!(store.read("a").unwrap().1, b"planted");
+        // Replaced by a rename (as every llxprt write is) with the same length and time: the
+        // new inode is seen.
+        let old_time = fs::metadata(&path).unwrap().modified().unwrap();
+        let next = store.profiles_dir().join(".next");
+        fs::write(&next, m2).unwrap();
+        File::options()
+            .write(true)
+            .open(&next)
+            .unwrap()
+            .set_modified(old_time)
+            .unwrap();
+        fs::rename(&next, &path).unwrap();
+        assert_eq!(store.read("a").unwrap().1, m2.as_bytes());
+        // Written in place with another length: seen too.
+        plant("planted");
+        fs::write(&path, format!("{m1} ")).unwrap();
+        assert_eq!(store.read("a").unwrap().1, format!("{m1} ").as_bytes());
     }
 
     #[test]
