@@ -354,7 +354,10 @@ impl Transport for Watched {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         let timeout = match current_watch(true).and_then(|w| w.deadline) {
-            Some(deadline) => within(timeout, deadline.saturating_duration_since(Instant::now())),
+            Some(deadline) => within(
+                timeout,
+                whole_slices(deadline.saturating_duration_since(Instant::now())),
+            ),
             None => timeout,
         };
         self.0.transmit_output(amount, timeout)
@@ -395,6 +398,18 @@ impl Transport for Watched {
     fn is_tls(&self) -> bool {
         self.0.is_tls()
     }
+}
+
+/// `left` rounded down to whole [`SLICE`]s (exact below one): the write timeout handed to ureq
+/// then stays the same across the writes of one request, and ureq sets it on the socket once
+/// instead of before every write. A write may so give up at most one slice before the
+/// deadline; a request's writes seldom wait at all.
+fn whole_slices(left: Duration) -> Duration {
+    let slice = SLICE.as_nanos();
+    if left.as_nanos() < slice {
+        return left;
+    }
+    Duration::from_nanos(((left.as_nanos() / slice) * slice) as u64)
 }
 
 /// `timeout` shortened to at most `most`.
@@ -455,5 +470,21 @@ impl Attempt {
                 Msg::Head { .. } => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_timeout_is_rounded_down_to_whole_slices_above_one() {
+        let ms = Duration::from_millis;
+        assert_eq!(whole_slices(ms(59_987)), ms(59_900));
+        assert_eq!(whole_slices(ms(59_901)), ms(59_900));
+        assert_eq!(whole_slices(ms(100)), ms(100));
+        // Below one slice the deadline is kept exactly.
+        assert_eq!(whole_slices(ms(99)), ms(99));
+        assert_eq!(whole_slices(Duration::ZERO), Duration::ZERO);
     }
 }
