@@ -214,6 +214,49 @@ fn set_of_a_backend_identity_changes_nothing_and_says_so() {
 /// URL blanked, an internal scheme) still replays, while `profile validate` of the same
 /// profile still refuses it.
 #[test]
+fn a_directory_profile_s_base_url_and_keyfile_are_not_checked_either() {
+    // SPEC §9: "keyfiles, tokens and base URLs in the profiles are not read or checked there",
+    // for the profiles of the profiles directory as for those embedded in the trace: a load
+    // balancer over a backend whose base URL is not http(s) and whose keyfile is missing.
+    let home = tempfile::tempdir().unwrap();
+    let profiles = home.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let odd = serde_json::json!({"version": 1, "provider": "openai", "model": "m",
+        "ephemeralSettings": {"base-url": "unix:///run/llm.sock", "auth-keyfile": "/nonexistent/key"}});
+    let plain = serde_json::json!({"version": 1, "provider": "openai", "model": "m2"});
+    let lb = serde_json::json!({"version": 1, "type": "loadbalancer", "policy": "failover",
+        "backends": ["odd", "plain"]});
+    for (name, p) in [("odd", &odd), ("plain", &plain), ("lb", &lb)] {
+        std::fs::write(profiles.join(format!("{name}.json")), p.to_string()).unwrap();
+    }
+    let trace = serde_json::json!({"version": 1, "profile": "lb", "requests": [{"at_ms": 0}],
+        "outcomes": {"odd": {"*": [{"status": 503}]}}});
+    let path = home.path().join("trace.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_llxprt"))
+        .args(["simulate", "--json"])
+        .arg(&path)
+        .env("LLXPRT_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let request = &summary["summary"]["requests"][0];
+    assert_eq!(request["result"], "ok", "{stdout}");
+    assert_eq!(request["backend"], "plain", "{stdout}");
+    // A live load still refuses the backend.
+    let out = Command::new(env!("CARGO_BIN_EXE_llxprt"))
+        .args(["chat", "--profile", "lb", "hi"])
+        .env("LLXPRT_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+#[test]
 fn a_trace_profile_s_base_url_is_not_checked() {
     let dir = tempfile::tempdir().unwrap();
     let profile = serde_json::json!({"version": 1, "provider": "openai", "model": "m",

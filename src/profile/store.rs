@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Severity};
-use super::model::{ModelProfile, Profile};
+use super::model::{ModelProfile, Profile, Purpose};
 use super::names::{check_profile_name, same_profile_name};
 use super::validate::{self, MAX_PROFILE_BYTES, Resolved, Resolver};
 use crate::fsutil::{read_limited, write_atomic};
@@ -412,6 +412,23 @@ impl Store {
                 diagnostics: diags,
             }),
         }
+    }
+
+    /// Loads a profile for `simulate` (SPEC §9): the file's syntax, schema and single-file
+    /// checks, without its base URL or anything outside it
+    /// ([`validate::check_profile_for`] with [`Purpose::Simulate`]). Not remembered: a
+    /// simulation loads each profile once.
+    pub fn load_for_simulation(&self, name: &str) -> Result<Profile, StoreError> {
+        let (path, bytes) = self.read(name)?;
+        let checked = validate::check_profile_for(&bytes, self, Some(name), Purpose::Simulate);
+        checked.parsed.ok_or_else(|| StoreError::Invalid {
+            diagnostics: validate::place_all(
+                &path.display().to_string(),
+                &checked.text,
+                checked.findings,
+            ),
+            path,
+        })
     }
 
     /// Loads a model profile to run as a backend: [`Store::load`] without the diagnostics,

@@ -599,6 +599,20 @@ pub fn check_profile(
     resolver: &dyn Resolver,
     self_name: Option<&str>,
 ) -> Checked<Profile> {
+    check_profile_for(bytes, resolver, self_name, model::Purpose::Run)
+}
+
+/// [`check_profile`] for a `purpose`. For [`model::Purpose::Simulate`] the base URL is not
+/// checked and nothing outside the file is (no keyfile, no backend: `simulate` resolves the
+/// backends itself, the same way), since a simulation reads no keyfile, token or base URL
+/// (SPEC §9).
+pub fn check_profile_for(
+    bytes: &[u8],
+    resolver: &dyn Resolver,
+    self_name: Option<&str>,
+    purpose: model::Purpose,
+) -> Checked<Profile> {
+    let fs_checks = purpose == model::Purpose::Run;
     if bytes.len() as u64 > MAX_PROFILE_BYTES {
         return Checked {
             text: String::new(),
@@ -626,10 +640,10 @@ pub fn check_profile(
                 && let Ok(raw) = serde_json::from_value::<RawProfile>(pruned)
             {
                 let flagged: Vec<String> = findings.iter().map(|f| f.pointer.clone()).collect();
-                let analysis = model::analyse(&raw);
+                let analysis = model::analyse_for(&raw, purpose);
                 let mut semantic = analysis.findings;
                 // Backends and keyfiles too: SPEC §2.3 reports all three layers together.
-                if let Some(p) = &analysis.profile {
+                if let Some(p) = analysis.profile.as_ref().filter(|_| fs_checks) {
                     semantic_fs_checks(&raw, p, resolver, self_name, &mut semantic);
                 }
                 findings.extend(
@@ -646,10 +660,10 @@ pub fn check_profile(
             findings,
         };
     };
-    let analysis = model::analyse(&raw);
+    let analysis = model::analyse_for(&raw, purpose);
     let mut findings = c.findings;
     findings.extend(analysis.findings);
-    if let Some(p) = &analysis.profile {
+    if let Some(p) = analysis.profile.as_ref().filter(|_| fs_checks) {
         semantic_fs_checks(&raw, p, resolver, self_name, &mut findings);
     }
     let ok = !findings.iter().any(|f| f.severity == Severity::Error);

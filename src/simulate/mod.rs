@@ -104,7 +104,7 @@ pub fn plan_for(
     let load = |n: &str| -> Result<Profile, String> {
         match (inline(n), store) {
             (Some(r), _) => r,
-            (None, Some(store)) => store.load(n).map(|(p, _)| p).map_err(|e| e.to_string()),
+            (None, Some(store)) => store.load_for_simulation(n).map_err(|e| e.to_string()),
             (None, None) => Err(format!("profile \"{n}\" is not in the trace")),
         }
     };
