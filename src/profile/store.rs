@@ -82,8 +82,9 @@ pub struct Store {
     /// check and again for each plan built from it.
     models: Arc<Mutex<Validated>>,
     /// Profiles [`Store::load`] validated, by file (shared by clones): a long-running process
-    /// (`serve`, a request at a time) reads the files again and validates only when the bytes
-    /// of the profile or, for a load balancer, of one of its backends changed.
+    /// (`serve`, a request at a time) looks at the files again (a `stat`, and a read when one
+    /// changed, see [`Stamp`]) and validates only when the bytes of the profile or, for a load
+    /// balancer, of one of its backends changed.
     loaded: Arc<Mutex<HashMap<PathBuf, Loaded>>>,
     /// The last listing of the profiles directory, for [`Store::names_recent`].
     listing: Arc<Mutex<Option<Listing>>>,
@@ -432,8 +433,9 @@ impl Store {
     }
 
     /// Loads a model profile to run as a backend: [`Store::load`] without the diagnostics,
-    /// which are only warnings for a profile that loads. The file is read every time; its
-    /// validation is skipped when its bytes are those of a profile that validated before.
+    /// which are only warnings for a profile that loads. The file is looked at every time (read
+    /// again when its [`Stamp`] changed); its validation is skipped when its bytes are those of
+    /// a profile that validated before.
     pub fn load_backend(&self, name: &str) -> Result<Profile, StoreError> {
         let (path, bytes) = self.read(name)?;
         if let Some(m) = self.remembered(&path, &bytes) {
@@ -1067,7 +1069,7 @@ mod tests {
     }
 
     /// A backend checked once is not checked again while its file is unchanged, and any change
-    /// to the file is seen (it is read every time).
+    /// to the file is seen (it is looked at every time).
     #[test]
     fn backends_are_read_every_time_and_revalidated_when_changed() {
         let dir = tempfile::tempdir().unwrap();
