@@ -247,9 +247,9 @@ impl Store {
 
     /// [`Store::names`] for a caller that asks on every request (`serve` matching a request's
     /// `model`): the last listing is reused while the directory's modification time is
-    /// unchanged and it is under [`LISTING_REUSE`] old, so a request costs one `stat`, not a
-    /// directory read. A profile added or removed shows at once where the file system keeps
-    /// fine modification times (ext4, tmpfs, APFS), within a second elsewhere.
+    /// unchanged and it is under a second (`LISTING_REUSE`) old, so a request costs one `stat`,
+    /// not a directory read. A profile added or removed shows at once where the file system
+    /// keeps fine modification times (ext4, tmpfs, APFS), within a second elsewhere.
     pub fn names_recent(&self) -> Vec<String> {
         let modified = fs::metadata(self.profiles_dir())
             .and_then(|m| m.modified())
@@ -434,8 +434,8 @@ impl Store {
 
     /// Loads a model profile to run as a backend: [`Store::load`] without the diagnostics,
     /// which are only warnings for a profile that loads. The file is looked at every time (read
-    /// again when its [`Stamp`] changed); its validation is skipped when its bytes are those of
-    /// a profile that validated before.
+    /// again when its device, inode, length or time changed); its validation is skipped when
+    /// its bytes are those of a profile that validated before.
     pub fn load_backend(&self, name: &str) -> Result<Profile, StoreError> {
         let (path, bytes) = self.read(name)?;
         if let Some(m) = self.remembered(&path, &bytes) {
