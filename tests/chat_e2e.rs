@@ -22,18 +22,7 @@ const KEY: &str = "sk-test-e2e-0123456789abcdefghij";
     reason = "call sites read best with an inline json! value"
 )]
 fn model(cli: &Cli, name: &str, provider: &str, base: &str, extra: Value) -> Value {
-    let keyfile = cli.user_home().join(format!("{name}.key"));
-    std::fs::write(&keyfile, KEY).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let mut settings = json!({"auth-keyfile": keyfile.to_str().unwrap(), "base-url": base});
-    for (k, v) in extra.as_object().unwrap() {
-        settings[k] = v.clone();
-    }
-    let p = json!({"version": 1, "provider": provider, "model": format!("{name}-model"), "ephemeralSettings": settings});
+    let p = cli.keyed_model(name, provider, base, KEY, &extra);
     cli.write_profile_json(name, &p);
     p
 }

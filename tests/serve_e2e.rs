@@ -29,22 +29,9 @@ const KEY: &str = "sk-test-serve-0123456789abcdefghij";
     reason = "call sites read best with an inline json! value"
 )]
 fn model(cli: &Cli, name: &str, provider: &str, base: &str, extra: Value) {
-    let keyfile = cli.user_home().join(format!("{name}.key"));
-    std::fs::write(&keyfile, KEY).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let mut settings = json!({"auth-keyfile": keyfile.to_str().unwrap(), "base-url": base});
-    for (k, v) in extra.as_object().unwrap() {
-        settings[k] = v.clone();
-    }
-    cli.write_profile_json(
-        name,
-        &json!({"version": 1, "provider": provider, "model": format!("{name}-model"),
-                "modelParams": {"temperature": 1}, "ephemeralSettings": settings}),
-    );
+    let mut p = cli.keyed_model(name, provider, base, KEY, &extra);
+    p["modelParams"] = json!({"temperature": 1});
+    cli.write_profile_json(name, &p);
 }
 
 fn openai_base(s: &Server) -> String {
@@ -77,6 +64,16 @@ fn serve_failover(a: &Server, b: &Server, b_settings: Value, lb_settings: Value)
     lb(&cli, "lb", "failover", &["a", "b"], &settings);
     let serve = Serve::start(&cli, &["--profile", "lb"]);
     (cli, serve)
+}
+
+/// The last message of the `i`th request `upstream` received (a prefill, or the user's turn).
+fn last_message(upstream: &Server, i: usize) -> Value {
+    upstream.requests()[i].body["messages"]
+        .as_array()
+        .expect("messages")
+        .last()
+        .expect("a message")
+        .clone()
 }
 
 fn ok_stream(text: &[&str]) -> Reply {
@@ -532,12 +529,7 @@ fn mid_stream_continue_forwards_only_the_continuation() {
         .map(|e| e["model"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(models, ["a-model", "a-model", "b-model"]);
-    let last = b.requests()[0].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_message(&b, 0);
     assert_eq!(
         last,
         json!({"role": "assistant", "content": "The answer is"})
@@ -564,12 +556,7 @@ fn the_whitespace_cut_from_a_prefill_is_delivered_once() {
     assert_eq!(r.status, 200);
     assert!(r.complete);
     assert_eq!(streamed_text(&r.body), "The answer is forty-two.");
-    let last = b.requests()[0].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_message(&b, 0);
     assert_eq!(
         last,
         json!({"role": "assistant", "content": "The answer is"})
@@ -591,14 +578,8 @@ fn a_stream_broken_before_any_text_fails_over_under_the_default_continue() {
         let r = post(&client(), &serve.chat_url(), &ask(stream));
         assert_served(&r, stream, "b", "Fine.", "broken before any text");
     }
-    for r in b.requests() {
-        let last = r.body["messages"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .clone();
-        assert_eq!(last["role"], "user", "no prefill");
+    for i in 0..b.requests().len() {
+        assert_eq!(last_message(&b, i)["role"], "user", "no prefill");
     }
 }
 

@@ -225,6 +225,34 @@ impl Cli {
         self.write_profile(name, &text)
     }
 
+    /// A model profile `name` for `provider` at `base` (model id `<name>-model`), its key in a
+    /// private keyfile `<HOME>/<name>.key` holding `key`, with `settings` added to its
+    /// `ephemeralSettings`. Returns the profile; writing it is the caller's.
+    pub fn keyed_model(
+        &self,
+        name: &str,
+        provider: &str,
+        base: &str,
+        key: &str,
+        settings: &serde_json::Value,
+    ) -> serde_json::Value {
+        let keyfile = self.user_home().join(format!("{name}.key"));
+        std::fs::write(&keyfile, key).expect("write keyfile");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600))
+                .expect("keyfile mode");
+        }
+        let mut all =
+            serde_json::json!({"auth-keyfile": keyfile.to_str().expect("UTF-8"), "base-url": base});
+        for (k, v) in settings.as_object().expect("settings are an object") {
+            all[k] = v.clone();
+        }
+        serde_json::json!({"version": 1, "provider": provider, "model": format!("{name}-model"),
+            "ephemeralSettings": all})
+    }
+
     /// Reads `<home>/profiles/NAME.json`.
     pub fn read_profile(&self, name: &str) -> String {
         std::fs::read_to_string(self.profile_path(name)).expect("read profile")
