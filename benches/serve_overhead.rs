@@ -65,6 +65,21 @@ fn once(agent: &ureq::Agent, url: &str, body: &Value) -> f64 {
 /// The serve process, killed when dropped (also when the bench panics).
 struct Running(Child);
 
+impl Running {
+    /// The CPU time all of the process's threads have had so far, in nanoseconds (Linux
+    /// schedstat; `None` elsewhere). Far steadier than latency on a shared machine: it says
+    /// what serve itself spends per request, whatever the scheduler does with wake-ups.
+    fn cpu_ns(&self) -> Option<u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.0.id())).ok()?;
+        let mut total = 0;
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(total)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -163,6 +178,7 @@ fn run(label: &str, tmp: &std::path::Path) {
     }
     let (mut plain, mut served, mut diff, mut other_diff) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let cpu_before = (serve.cpu_ns(), other.as_ref().and_then(|o| o.2.cpu_ns()));
     for _ in 0..SEQUENTIAL {
         let x = once(&client, &direct, &body);
         let y = once(&client, &via, &body);
@@ -173,6 +189,11 @@ fn run(label: &str, tmp: &std::path::Path) {
             other_diff.push(once(&client, url, &body) - x);
         }
     }
+    let per_request = |before: Option<u64>, after: Option<u64>| {
+        Some((after? - before?) as f64 / 1000.0 / SEQUENTIAL as f64)
+    };
+    let cpu = per_request(cpu_before.0, serve.cpu_ns());
+    let other_cpu = per_request(cpu_before.1, other.as_ref().and_then(|o| o.2.cpu_ns()));
     println!("{label}");
     println!("  sequential, {SEQUENTIAL} streamed requests each (ms):");
     println!(
@@ -196,6 +217,12 @@ fn run(label: &str, tmp: &std::path::Path) {
             percentile(&other_diff, 0.5),
             percentile(&other_diff, 0.99)
         );
+    }
+    if let Some(us) = cpu {
+        println!("    serve's CPU time per request: {us:.1} us (all its threads)");
+    }
+    if let (Some((bin, _, _, _)), Some(us)) = (&other, other_cpu) {
+        println!("    {bin}'s CPU time per request: {us:.1} us");
     }
     let direct_rps = rps(&direct, &body);
     let serve_rps = rps(&via, &body);
