@@ -278,3 +278,87 @@ fn sample_stream_chunks_conform_and_decode() {
         .expect("decodes");
     assert_eq!(chunks, vec![Chunk::Refusal("content_filter".to_owned())]);
 }
+
+/// The chunks `serve` writes (SPEC §8.3: Chat Completions chunk format whatever the backend's
+/// protocol) conform too, and llxprt's own decoder reads back what they carry.
+#[test]
+fn serve_stream_chunks_conform_and_decode() {
+    use llxprt::serve::wire::{self, Delta};
+    let v = validator(CHUNK_SCHEMA);
+    let (id, created, model) = ("chatcmpl-1f", 1_760_000_000, "gpt-4o-mini");
+    let text = |role, content| Delta {
+        role,
+        content: Some(content),
+        reasoning_content: None,
+    };
+    let thinking = Delta {
+        role: Some("assistant"),
+        content: Some(""),
+        reasoning_content: Some("Let me \"see\"\n"),
+    };
+    let usage = Usage {
+        prompt_tokens: 20,
+        completion_tokens: 2,
+    };
+    let chunks = [
+        serde_json::to_value(wire::chunk(id, created, model, &thinking, None)),
+        serde_json::to_value(wire::chunk(id, created, model, &text(None, "6 é"), None)),
+        serde_json::to_value(wire::chunk(
+            id,
+            created,
+            model,
+            &Delta::default(),
+            Some("stop"),
+        )),
+        serde_json::to_value(wire::usage_chunk(id, created, model, usage)),
+    ]
+    .map(|c| c.expect("a chunk serialises"));
+    let mut decoder = openai::Decoder::default();
+    let mut got = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert_valid(&v, chunk, &format!("serve chunk {i}"));
+        assert_eq!(
+            (&chunk["id"], &chunk["object"], &chunk["model"]),
+            (&json!(id), &json!("chat.completion.chunk"), &json!(model))
+        );
+        got.extend(
+            decoder
+                .on_event(&SseEvent {
+                    event: None,
+                    data: chunk.to_string(),
+                })
+                .expect("decodes"),
+        );
+    }
+    assert_eq!(
+        got,
+        vec![
+            Chunk::Reasoning("Let me \"see\"\n".to_owned()),
+            Chunk::Text("6 é".to_owned()),
+            Chunk::Finish("stop".to_owned()),
+            Chunk::Usage(usage),
+        ]
+    );
+    assert_eq!(
+        chunks[3]["choices"],
+        json!([]),
+        "the usage chunk has no choice"
+    );
+    assert_eq!(chunks[3]["usage"]["total_tokens"], 22);
+    assert_eq!(chunks[2]["choices"][0]["delta"], json!({}));
+    assert_eq!(chunks[2]["choices"][0]["logprobs"], Value::Null);
+    // A first text chunk carries the role.
+    let first = serde_json::to_value(wire::chunk(
+        id,
+        created,
+        model,
+        &text(Some("assistant"), "Hi"),
+        None,
+    ))
+    .expect("a chunk serialises");
+    assert_valid(&v, &first, "first text chunk");
+    assert_eq!(
+        first["choices"][0]["delta"],
+        json!({"role": "assistant", "content": "Hi"})
+    );
+}

@@ -361,10 +361,17 @@ pub fn full_response(
 
 /// One chunk of a chunked body.
 pub fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    let mut out = Vec::with_capacity(data.len() + 12);
+    chunk_into(&mut out, data);
+    out
+}
+
+/// Appends `data` to `out` as one piece of a chunked body.
+pub fn chunk_into(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write as _;
+    let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 #[cfg(test)]

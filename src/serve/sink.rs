@@ -27,10 +27,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::conn::{self, Conn};
-use super::wire;
+use super::wire::{self, Delta};
 use crate::shell::http::{Answer, AnswerSink};
 
 /// The backend of the attempt in progress (set by the executor before each attempt).
@@ -99,6 +100,9 @@ pub struct StreamSink<'c> {
     /// body's end) leaves in one write, never held back past those events
     /// ([`AnswerSink::events_done`]).
     pending: Vec<u8>,
+    /// Where an event is serialised before it is framed (kept to save an allocation per
+    /// event).
+    scratch: Vec<u8>,
     /// What the shell captured (notices, a pass-through body).
     pub collect: Collect,
 }
@@ -126,6 +130,7 @@ impl<'c> StreamSink<'c> {
             role_sent: false,
             broken: false,
             pending: Vec::new(),
+            scratch: Vec::new(),
             collect: Collect::default(),
         }
     }
@@ -178,19 +183,26 @@ impl<'c> StreamSink<'c> {
         self.write(head.as_bytes());
     }
 
-    fn event(&mut self, v: &Value) {
-        let text = format!("data: {v}\n\n");
-        self.write(&conn::chunk(text.as_bytes()));
+    /// One event, `data: <json>`, as one piece of the chunked body.
+    fn event(&mut self, v: &impl Serialize) {
+        frame(&mut self.pending, &mut self.scratch, v);
     }
 
-    fn model(&self) -> String {
-        self.serving.borrow().model.clone()
+    /// A chunk carrying `delta` (and `finish`), its `model` the serving backend's.
+    fn delta(&mut self, delta: &impl Serialize, finish: Option<&str>) {
+        let serving = self.serving.borrow();
+        let c = wire::chunk(&self.id, self.created, &serving.model, delta, finish);
+        frame(&mut self.pending, &mut self.scratch, &c);
+    }
+
+    /// `Some("assistant")` for the answer's first chunk, then `None`.
+    fn take_role(&mut self) -> Option<&'static str> {
+        (!std::mem::replace(&mut self.role_sent, true)).then_some("assistant")
     }
 
     /// Ends a delivered answer: the finish chunk, the usage chunk when asked for, `[DONE]`.
     pub fn finish_ok(&mut self, answer: &Answer, include_usage: bool) {
         self.start();
-        let model = self.model();
         let raw = if self.passthrough {
             self.collect
                 .raw_body
@@ -200,31 +212,29 @@ impl<'c> StreamSink<'c> {
             None
         };
         if let Some(up) = raw {
+            let model = self.serving.borrow().model.clone();
             let reasoning = self.collect.reasoning.as_deref();
             for c in wire::passthrough_chunks(&self.id, self.created, &model, &up, reasoning) {
-                self.event(&c);
+                frame(&mut self.pending, &mut self.scratch, &c);
             }
         } else {
-            if !self.role_sent {
-                self.role_sent = true;
-                let c = wire::chunk(
-                    &self.id,
-                    self.created,
-                    &model,
-                    &json!({"role": "assistant", "content": ""}),
-                    None,
-                );
-                self.event(&c);
+            if let Some(role) = self.take_role() {
+                let delta = Delta {
+                    role: Some(role),
+                    content: Some(""),
+                    reasoning_content: None,
+                };
+                self.delta(&delta, None);
             }
             let reason = wire::finish_reason(answer.finish_reason.as_deref());
-            let c = wire::chunk(&self.id, self.created, &model, &json!({}), Some(reason));
-            self.event(&c);
+            self.delta(&Delta::default(), Some(reason));
         }
         if include_usage {
-            let c = wire::usage_chunk(&self.id, self.created, &model, answer.usage);
-            self.event(&c);
+            let serving = self.serving.borrow();
+            let c = wire::usage_chunk(&self.id, self.created, &serving.model, answer.usage);
+            frame(&mut self.pending, &mut self.scratch, &c);
         }
-        self.write(&conn::chunk(b"data: [DONE]\n\n"));
+        conn::chunk_into(&mut self.pending, b"data: [DONE]\n\n");
         self.write(b"0\r\n\r\n");
         self.flush();
     }
@@ -238,21 +248,28 @@ impl<'c> StreamSink<'c> {
     }
 }
 
+/// Appends `v` to `pending` as one event, `data: <json>`, framed as one piece of the chunked
+/// body (`scratch` is where it is serialised first).
+fn frame(pending: &mut Vec<u8>, scratch: &mut Vec<u8>, v: &impl Serialize) {
+    scratch.clear();
+    scratch.extend_from_slice(b"data: ");
+    serde_json::to_writer(&mut *scratch, v).expect("chunks are plain JSON");
+    scratch.extend_from_slice(b"\n\n");
+    conn::chunk_into(pending, scratch);
+}
+
 impl AnswerSink for StreamSink<'_> {
     fn text(&mut self, text: &str) {
         if self.passthrough || text.is_empty() {
             return;
         }
         self.start();
-        let model = self.model();
-        let delta = if self.role_sent {
-            json!({"content": text})
-        } else {
-            self.role_sent = true;
-            json!({"role": "assistant", "content": text})
+        let delta = Delta {
+            role: self.take_role(),
+            content: Some(text),
+            reasoning_content: None,
         };
-        let c = wire::chunk(&self.id, self.created, &model, &delta, None);
-        self.event(&c);
+        self.delta(&delta, None);
     }
 
     fn events_done(&mut self) {
@@ -277,13 +294,11 @@ impl AnswerSink for StreamSink<'_> {
             return;
         }
         self.start();
-        let model = self.model();
-        let mut delta = json!({"content": "", "reasoning_content": text});
-        if !self.role_sent {
-            self.role_sent = true;
-            delta["role"] = Value::from("assistant");
-        }
-        let c = wire::chunk(&self.id, self.created, &model, &delta, None);
-        self.event(&c);
+        let delta = Delta {
+            role: self.take_role(),
+            content: Some(""),
+            reasoning_content: Some(text),
+        };
+        self.delta(&delta, None);
     }
 }

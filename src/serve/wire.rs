@@ -13,6 +13,7 @@
 //! - `Retry-After` is the time until the first cooling bucket (429) or skipped backend (503)
 //!   is ready again, at least 1 s; 1 s when the engine named no time.
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::engine::FailKind;
@@ -20,8 +21,23 @@ use crate::shell::http::AttemptInfo;
 use crate::shell::protocol::Usage;
 
 /// The `usage` object.
-pub fn usage(u: Usage) -> Value {
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total()})
+pub fn usage(u: Usage) -> UsageOut {
+    UsageOut {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.total(),
+    }
+}
+
+/// The `usage` object as OpenAI writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UsageOut {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Their sum.
+    pub total_tokens: u64,
 }
 
 /// A finish reason in OpenAI's words.
@@ -101,20 +117,89 @@ pub fn passthrough_completion(
     })
 }
 
-/// One stream chunk (`chat.completion.chunk`).
-pub fn chunk(id: &str, created: u64, model: &str, delta: &Value, finish: Option<&str>) -> Value {
-    json!({
-        "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-    })
+/// A `delta` of llxprt's own making; absent fields are left out. (Serialised straight from
+/// borrowed text: a chunk goes out for every piece of every streamed answer.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Delta<'a> {
+    /// `"assistant"` on the first chunk of an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// Answer text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    /// Reasoning text (see `sink`'s decisions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+}
+
+/// One stream chunk (`chat.completion.chunk`): one choice with `delta` (any JSON shape, so a
+/// pass-through message fits too), or none and the usage.
+#[derive(Debug, Serialize)]
+#[serde(bound(serialize = "D: Serialize"))]
+pub struct Chunk<'a, D> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    #[serde(serialize_with = "none_or_one")]
+    choices: Option<Choice<'a, D>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct Choice<'a, D> {
+    index: u32,
+    delta: &'a D,
+    logprobs: (),
+    finish_reason: Option<&'a str>,
+}
+
+/// `choices` as a list of none or one.
+#[expect(
+    clippy::ref_option,
+    reason = "serde's serialize_with passes the field by reference"
+)]
+fn none_or_one<S: serde::Serializer, T: Serialize>(
+    choice: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(choice)
+}
+
+/// A chunk carrying `delta` (`finish` on the last one).
+pub fn chunk<'a, D: Serialize>(
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    delta: &'a D,
+    finish: Option<&'a str>,
+) -> Chunk<'a, D> {
+    Chunk {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        choices: Some(Choice {
+            index: 0,
+            delta,
+            logprobs: (),
+            finish_reason: finish,
+        }),
+        usage: None,
+    }
 }
 
 /// The usage chunk (`choices: []`) sent when the client asked for `include_usage`.
-pub fn usage_chunk(id: &str, created: u64, model: &str, u: Usage) -> Value {
-    json!({
-        "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-        "choices": [], "usage": usage(u),
-    })
+pub fn usage_chunk<'a>(id: &'a str, created: u64, model: &'a str, u: Usage) -> Chunk<'a, ()> {
+    Chunk {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        choices: None,
+        usage: Some(usage(u)),
+    }
 }
 
 /// A pass-through answer as stream chunks: the whole message as one delta (tool calls with
@@ -144,10 +229,22 @@ pub fn passthrough_chunks(
     let finish = choice
         .and_then(|c| c.get("finish_reason"))
         .and_then(Value::as_str);
-    vec![
-        chunk(id, created, model, &Value::Object(delta), None),
-        chunk(id, created, model, &json!({}), Some(finish_reason(finish))),
+    let delta = Value::Object(delta);
+    [
+        to_value(&chunk(id, created, model, &delta, None)),
+        to_value(&chunk(
+            id,
+            created,
+            model,
+            &Delta::default(),
+            Some(finish_reason(finish)),
+        )),
     ]
+    .into()
+}
+
+fn to_value(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).expect("chunks are plain JSON")
 }
 
 /// `{"error": {"message", "type", "param", "code"}}`.
