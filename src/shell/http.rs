@@ -380,7 +380,7 @@ impl<'a> HttpExec<'a> {
         let mut body = Vec::new();
         while body.len() <= MAX_ERROR_BODY {
             match att.next_msg() {
-                Msg::Data(d) => body.extend_from_slice(&d),
+                Msg::Data(d) => body.extend_from_slice(d),
                 _ => break,
             }
         }
@@ -431,7 +431,7 @@ impl<'a> HttpExec<'a> {
         loop {
             let msg = att.next_msg();
             let (events, ended, failure) = match msg {
-                Msg::Data(d) => match sse.feed(&d) {
+                Msg::Data(d) => match sse.feed(d) {
                     Ok(ev) => {
                         if !ev.is_empty() {
                             att.event_arrived();

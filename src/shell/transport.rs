@@ -68,7 +68,7 @@ pub enum TransportError {
 
 /// What the attempt's thread reports.
 #[derive(Debug)]
-pub enum Msg {
+pub enum Msg<'a> {
     /// Status and headers arrived.
     Head {
         /// HTTP status.
@@ -76,8 +76,8 @@ pub enum Msg {
         /// Headers, names lowercased.
         headers: Vec<(String, String)>,
     },
-    /// Body bytes.
-    Data(Vec<u8>),
+    /// Body bytes (in the attempt's read buffer, valid until the next message).
+    Data(&'a [u8]),
     /// The body ended cleanly.
     End,
     /// The transport failed.
@@ -133,6 +133,9 @@ fn classify(e: ureq::Error) -> TransportError {
     }
 }
 
+/// The most a body read takes at once.
+const READ_PIECE: usize = 16 * 1024;
+
 /// One attempt in flight, read on the caller's thread.
 pub struct Attempt {
     state: State,
@@ -144,6 +147,8 @@ pub struct Attempt {
     deadlines: Deadlines,
     whole_body: bool,
     cancel: Arc<AtomicBool>,
+    /// Where the body is read, one piece at a time (allocated at the first read, reused).
+    buf: Vec<u8>,
 }
 
 enum State {
@@ -171,6 +176,7 @@ pub fn start(
         deadlines,
         whole_body,
         cancel,
+        buf: Vec::new(),
     }
 }
 
@@ -203,7 +209,7 @@ impl Attempt {
     }
 
     /// The next message, enforcing the deadlines and watching for cancellation.
-    pub fn next_msg(&mut self) -> Msg {
+    pub fn next_msg(&mut self) -> Msg<'_> {
         let (deadline, on_timeout) = self.deadline();
         let mut watch = Watch {
             deadline,
@@ -241,13 +247,15 @@ impl Attempt {
                 Err(e) => Msg::Fail(failed(classify(e), &watch)),
             },
             State::Body(mut reader) => {
-                let mut buf = vec![0u8; 16 * 1024];
-                match watched(&mut watch, || reader.read(&mut buf)) {
+                if self.buf.is_empty() {
+                    self.buf = vec![0u8; READ_PIECE];
+                }
+                let buf = &mut self.buf;
+                match watched(&mut watch, || reader.read(buf)) {
                     Ok(0) => Msg::End,
                     Ok(n) => {
-                        buf.truncate(n);
                         self.state = State::Body(reader);
-                        Msg::Data(buf)
+                        Msg::Data(&self.buf[..n])
                     }
                     Err(e) => {
                         let err = match ureq::Error::from(e) {
@@ -460,7 +468,7 @@ impl Attempt {
         loop {
             match self.next_msg() {
                 Msg::Data(d) => {
-                    body.extend_from_slice(&d);
+                    body.extend_from_slice(d);
                     if body.len() > cap {
                         return Body::TooLarge;
                     }
