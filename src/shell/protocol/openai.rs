@@ -21,6 +21,8 @@
 //!   as `Finish("stop")` when none came. The usage chunk (`choices: []`) follows the finish
 //!   chunk on this protocol, so a caller keeps reading to the end of the body for it.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use super::error_body;
@@ -108,35 +110,208 @@ impl StreamDecoder for Decoder {
             self.finished = true;
             return Ok(vec![Chunk::Finish("stop".to_owned())]);
         }
-        let v: Value = serde_json::from_str(data).map_err(|e| format!("chunk is not JSON: {e}"))?;
-        if !v.is_object() {
-            return Err("chunk is not a JSON object".to_owned());
-        }
-        if v.get("error").is_some_and(|e| !e.is_null()) || event.event.as_deref() == Some("error") {
-            return Ok(vec![Chunk::Error(stream_error(&v))]);
-        }
+        let typed = (event.event.as_deref() != Some("error"))
+            .then(|| typed::parts(data))
+            .flatten();
+        let parts = match typed {
+            Some(p) => p,
+            None => match parts_of_value(event, data)? {
+                Ok(p) => p,
+                Err(e) => return Ok(vec![Chunk::Error(e)]),
+            },
+        };
         let mut out = Vec::new();
-        let choice = first_choice(&v);
-        if let Some(delta) = choice.and_then(|c| c.get("delta")) {
-            if let Some(r) = reasoning_of(delta) {
-                out.push(Chunk::Reasoning(r.to_owned()));
-            }
-            for key in ["content", "refusal"] {
-                if let Some(text) = non_empty_str(delta.get(key)) {
-                    out.push(Chunk::Text(text.to_owned()));
-                }
-            }
+        if let Some(r) = parts.reasoning {
+            out.push(Chunk::Reasoning(r.into_owned()));
         }
-        if let Some(usage) = usage_of(&v) {
+        for text in [parts.content, parts.refusal].into_iter().flatten() {
+            out.push(Chunk::Text(text.into_owned()));
+        }
+        if let Some(usage) = parts.usage {
             out.push(Chunk::Usage(usage));
         }
-        if let Some(reason) = choice.and_then(|c| non_empty_str(c.get("finish_reason")))
+        if let Some(reason) = parts.finish
             && !self.finished
         {
             self.finished = true;
-            out.push(terminal(reason));
+            out.push(terminal(&reason));
         }
         Ok(out)
+    }
+}
+
+/// What the decoder reads of one chunk: from its first choice the non-empty reasoning
+/// (`reasoning_content`, else `reasoning`), `content`, `refusal` and `finish_reason`; and the
+/// usage.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Parts<'a> {
+    reasoning: Option<Cow<'a, str>>,
+    content: Option<Cow<'a, str>>,
+    refusal: Option<Cow<'a, str>>,
+    finish: Option<Cow<'a, str>>,
+    usage: Option<Usage>,
+}
+
+/// The parts of a chunk read through a [`Value`]: any shape, fields of the wrong type ignored.
+/// `Ok(Err(_))` for an error chunk.
+fn parts_of_value<'a>(
+    event: &SseEvent,
+    data: &str,
+) -> Result<Result<Parts<'a>, ProviderError>, String> {
+    let v: Value = serde_json::from_str(data).map_err(|e| format!("chunk is not JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("chunk is not a JSON object".to_owned());
+    }
+    if v.get("error").is_some_and(|e| !e.is_null()) || event.event.as_deref() == Some("error") {
+        return Ok(Err(stream_error(&v)));
+    }
+    let owned = |s: Option<&str>| s.map(|s| Cow::Owned(s.to_owned()));
+    let choice = first_choice(&v);
+    let delta = choice.and_then(|c| c.get("delta"));
+    Ok(Ok(Parts {
+        reasoning: owned(delta.and_then(reasoning_of)),
+        content: owned(non_empty_str(delta.and_then(|d| d.get("content")))),
+        refusal: owned(non_empty_str(delta.and_then(|d| d.get("refusal")))),
+        finish: owned(choice.and_then(|c| non_empty_str(c.get("finish_reason")))),
+        usage: usage_of(&v),
+    }))
+}
+
+/// The common chunk read straight into borrowed fields: several times cheaper than a
+/// [`Value`] (serve decodes every event of every answer). It takes only chunks whose fields
+/// have the expected types, no error, and no key twice; anything else is left to
+/// [`parts_of_value`], so both read every chunk the same way (a test holds them to it).
+mod typed {
+    use std::borrow::Cow;
+    use std::marker::PhantomData;
+
+    use serde::Deserialize;
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor, value::MapAccessDeserializer};
+
+    use super::{Parts, Usage};
+
+    /// `T` from a JSON object only (serde's derive also takes an array, field by field, which
+    /// a [`serde_json::Value`] reading would not).
+    struct Object<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Only<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                    T::deserialize(MapAccessDeserializer::new(map))
+                }
+            }
+            d.deserialize_map(Only(PhantomData)).map(Object)
+        }
+    }
+
+    /// A string, borrowed from the chunk when it has no escapes (serde's own `Cow` is always
+    /// owned inside an `Option`).
+    struct Text<'a>(Cow<'a, str>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Str;
+            impl<'de> Visitor<'de> for Str {
+                type Value = Cow<'de, str>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                    Ok(Cow::Borrowed(s))
+                }
+                fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                    Ok(Cow::Owned(s.to_owned()))
+                }
+                fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                    Ok(Cow::Owned(s))
+                }
+            }
+            d.deserialize_str(Str).map(Text)
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct ChunkIn<'a> {
+        #[serde(borrow, default)]
+        choices: Option<Vec<Object<ChoiceIn<'a>>>>,
+        #[serde(default)]
+        usage: Option<Object<UsageIn>>,
+        #[serde(default)]
+        error: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    struct ChoiceIn<'a> {
+        #[serde(default)]
+        index: Option<u64>,
+        #[serde(borrow, default)]
+        delta: Option<Object<DeltaIn<'a>>>,
+        #[serde(borrow, default)]
+        finish_reason: Option<Text<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct DeltaIn<'a> {
+        #[serde(borrow, default)]
+        reasoning_content: Option<Text<'a>>,
+        #[serde(borrow, default)]
+        reasoning: Option<Text<'a>>,
+        #[serde(borrow, default)]
+        content: Option<Text<'a>>,
+        #[serde(borrow, default)]
+        refusal: Option<Text<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct UsageIn {
+        #[serde(default)]
+        prompt_tokens: Option<u64>,
+        #[serde(default)]
+        completion_tokens: Option<u64>,
+    }
+
+    fn non_empty(s: Option<Text<'_>>) -> Option<Cow<'_, str>> {
+        s.map(|Text(s)| s).filter(|s| !s.is_empty())
+    }
+
+    /// The parts of `data`, or `None` when the chunk is not of the common kind.
+    pub(super) fn parts(data: &str) -> Option<Parts<'_>> {
+        let Object(c) = serde_json::from_str::<Object<ChunkIn<'_>>>(data).ok()?;
+        if c.error.is_some() {
+            return None;
+        }
+        let choice = c
+            .choices
+            .into_iter()
+            .flatten()
+            .map(|Object(c)| c)
+            .find(|c| c.index.unwrap_or(0) == 0);
+        let (delta, finish) = match choice {
+            Some(c) => (c.delta.map(|Object(d)| d), c.finish_reason),
+            None => (None, None),
+        };
+        let mut parts = Parts {
+            finish: non_empty(finish),
+            usage: c.usage.and_then(|Object(u)| {
+                (u.prompt_tokens.is_some() || u.completion_tokens.is_some()).then(|| Usage {
+                    prompt_tokens: u.prompt_tokens.unwrap_or(0),
+                    completion_tokens: u.completion_tokens.unwrap_or(0),
+                })
+            }),
+            ..Parts::default()
+        };
+        if let Some(d) = delta {
+            parts.reasoning = non_empty(d.reasoning_content).or_else(|| non_empty(d.reasoning));
+            parts.content = non_empty(d.content);
+            parts.refusal = non_empty(d.refusal);
+        }
+        Some(parts)
     }
 }
 
@@ -561,5 +736,170 @@ mod tests {
         assert_eq!(e.code.as_deref(), Some("rate_limit_exceeded"));
         assert_eq!(e.message, "Rate limit reached");
         assert_eq!(parse_error(502, b"Bad Gateway").message, "Bad Gateway");
+    }
+}
+
+/// The typed reading of a chunk agrees with the [`Value`] one wherever it is taken, and is
+/// taken for the chunks servers send.
+#[cfg(test)]
+mod typed_agrees {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    fn by_value(data: &str) -> Parts<'static> {
+        let event = SseEvent {
+            event: None,
+            data: data.to_owned(),
+        };
+        parts_of_value(&event, data)
+            .expect("JSON object")
+            .expect("not an error")
+    }
+
+    #[test]
+    fn common_chunks_take_the_typed_path_and_borrow_plain_text() {
+        let chunks = [
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": "plain"}}], "usage": null}),
+            json!({"choices": [{"index": 0, "delta": {"content": "line\n\"quoted\" é"}}]}),
+            json!({"choices": [{"delta": {"reasoning_content": "hmm", "reasoning": "hmm"}}]}),
+            json!({"choices": [{"index": 1, "delta": {"content": "X"}}, {"index": 0, "delta": {"content": "Y"}, "finish_reason": "stop"}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11,
+                   "prompt_tokens_details": {"cached_tokens": 0}}}),
+            json!({"choices": null, "usage": {"prompt_tokens": 1}, "error": null}),
+        ];
+        for c in &chunks {
+            let data = c.to_string();
+            let typed = typed::parts(&data).unwrap_or_else(|| panic!("typed path refused {c}"));
+            assert_eq!(typed, by_value(&data), "{c}");
+        }
+        let data = chunks[1].to_string();
+        let typed = typed::parts(&data).expect("typed");
+        assert!(matches!(typed.content, Some(Cow::Borrowed("plain"))));
+    }
+
+    #[test]
+    fn what_the_typed_path_refuses_is_read_by_value() {
+        for data in [
+            r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#, // a key twice
+            r#"{"choices":[[0,{"content":"a"},"stop"]]}"#,              // a choice as an array
+            r#"{"choices":[{"delta":{"content":["part"]}}]}"#,          // content parts
+            r#"{"choices":[{"index":-1,"delta":{"content":"a"}}]}"#,    // odd index
+            r#"{"usage":{"prompt_tokens":2.0,"completion_tokens":1}}"#, // a float count
+        ] {
+            assert!(typed::parts(data).is_none(), "{data}");
+        }
+        let event = |data: &str| SseEvent {
+            event: None,
+            data: data.to_owned(),
+        };
+        let mut d = Decoder::default();
+        assert_eq!(
+            d.on_event(&event(
+                r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#
+            ))
+            .unwrap(),
+            vec![Chunk::Text("b".to_owned())]
+        );
+        assert_eq!(
+            d.on_event(&event(
+                r#"{"choices":[{"index":-1,"delta":{"content":"a"}}]}"#
+            ))
+            .unwrap(),
+            vec![Chunk::Text("a".to_owned())]
+        );
+        assert!(d.on_event(&event("[1]")).is_err());
+    }
+
+    /// Any small JSON value.
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e3f64..1e3).prop_map(Value::from),
+            "[a-z\"\\\\\n é]{0,6}".prop_map(Value::from),
+            Just(json!([])),
+            Just(json!({})),
+        ]
+    }
+
+    /// Mostly `good`, sometimes any value.
+    fn usually(good: impl Strategy<Value = Value> + 'static) -> BoxedStrategy<Value> {
+        prop_oneof![8 => good, 1 => leaf()].boxed()
+    }
+
+    /// An object of these optional fields (and sometimes one more).
+    fn object(fields: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+        let (names, values): (Vec<_>, Vec<_>) = fields
+            .into_iter()
+            .map(|(n, v)| (n, proptest::option::of(v)))
+            .unzip();
+        (values, proptest::option::of(leaf()))
+            .prop_map(move |(values, extra)| {
+                let mut m = Map::new();
+                for (n, v) in names.iter().zip(values) {
+                    if let Some(v) = v {
+                        m.insert((*n).to_owned(), v);
+                    }
+                }
+                if let Some(x) = extra {
+                    m.insert("x".to_owned(), x);
+                }
+                Value::Object(m)
+            })
+            .boxed()
+    }
+
+    /// A value shaped like a chunk, its fields now and then of another type or missing.
+    fn chunk() -> BoxedStrategy<Value> {
+        let text = || {
+            usually(prop_oneof!["[a-z\"\\\\\n é]{0,6}", Just(String::new())].prop_map(Value::from))
+        };
+        let delta = object(vec![
+            ("reasoning_content", text()),
+            ("reasoning", text()),
+            ("content", text()),
+            ("refusal", text()),
+            ("role", text()),
+        ]);
+        let choice = object(vec![
+            ("index", usually((0u64..3).prop_map(Value::from))),
+            ("delta", usually(delta)),
+            ("finish_reason", text()),
+        ]);
+        let count = || usually((0u64..100).prop_map(Value::from));
+        let usage = object(vec![
+            ("prompt_tokens", count()),
+            ("completion_tokens", count()),
+        ]);
+        object(vec![
+            (
+                "choices",
+                usually(prop::collection::vec(usually(choice), 0..3).prop_map(Value::Array)),
+            ),
+            ("usage", usually(usage)),
+            (
+                "error",
+                prop_oneof![3 => Just(Value::Null), 1 => leaf()].boxed(),
+            ),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn typed_and_value_readings_agree(v in chunk()) {
+            let data = v.to_string();
+            if let Some(typed) = typed::parts(&data) {
+                prop_assert!(v.is_object(), "typed path took a non-object: {}", data);
+                prop_assert!(v.get("error").is_none_or(Value::is_null));
+                prop_assert_eq!(typed, by_value(&data), "{}", data);
+            }
+        }
     }
 }
