@@ -12,7 +12,7 @@
 //! deadlines are exact and no thread or channel stands between the bytes and the reader.
 //! Owns: bytes in and out and transport errors. Must not: parse protocols or decide anything.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -136,6 +136,17 @@ fn classify(e: ureq::Error) -> TransportError {
 /// The most a body read takes at once.
 const READ_PIECE: usize = 16 * 1024;
 
+thread_local! {
+    /// The read buffer of this thread's last attempt, for its next one.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        SPARE.set(std::mem::take(&mut self.buf));
+    }
+}
+
 /// One attempt in flight, read on the caller's thread.
 pub struct Attempt {
     state: State,
@@ -248,7 +259,10 @@ impl Attempt {
             },
             State::Body(mut reader) => {
                 if self.buf.is_empty() {
-                    self.buf = vec![0u8; READ_PIECE];
+                    self.buf = SPARE.take();
+                    if self.buf.is_empty() {
+                        self.buf = vec![0u8; READ_PIECE];
+                    }
                 }
                 let buf = &mut self.buf;
                 match watched(&mut watch, || reader.read(buf)) {
