@@ -75,6 +75,10 @@ pub enum ReadError {
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Where a read lands before it joins `buf` (one per connection, not one per read).
+    piece: Box<[u8]>,
+    /// The read timeout the socket has (set again only when it changes).
+    read_timeout: Option<Duration>,
 }
 
 impl Conn {
@@ -85,6 +89,8 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::new(),
+            piece: vec![0u8; 16 * 1024].into_boxed_slice(),
+            read_timeout: None,
         }
     }
 
@@ -96,19 +102,19 @@ impl Conn {
         idle: bool,
         give_up: &dyn Fn() -> bool,
     ) -> Result<bool, ReadError> {
-        let mut chunk = [0u8; 16 * 1024];
         loop {
             let now = Instant::now();
             if now >= deadline || (idle && give_up()) {
                 return Ok(false);
             }
-            let _ = self.stream.set_read_timeout(Some(
-                (deadline - now).clamp(Duration::from_millis(1), SLICE),
-            ));
-            match self.stream.read(&mut chunk) {
+            let timeout = Some((deadline - now).clamp(Duration::from_millis(1), SLICE));
+            if timeout != self.read_timeout {
+                self.read_timeout = self.stream.set_read_timeout(timeout).ok().and(timeout);
+            }
+            match self.stream.read(&mut self.piece) {
                 Ok(0) => return Err(ReadError::Closed),
                 Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.buf.extend_from_slice(&self.piece[..n]);
                     return Ok(true);
                 }
                 Err(e)
@@ -323,22 +329,28 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// A response head: status line, the given headers, `Connection`, blank line.
-pub fn head(status: u16, headers: &[(&str, String)], close: bool) -> String {
-    let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-    for (k, v) in headers {
-        // Header values come from profiles and providers: no line breaks may pass.
-        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        out.push_str(k);
-        out.push_str(": ");
-        out.push_str(&v);
-        out.push_str("\r\n");
-    }
-    out.push_str(if close {
-        "connection: close\r\n\r\n"
-    } else {
-        "connection: keep-alive\r\n\r\n"
-    });
+pub fn head(status: u16, headers: &[(&str, &str)], close: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    head_into(&mut out, status, headers, close);
     out
+}
+
+/// Appends a response head to `out` (see [`head`]).
+pub fn head_into(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], close: bool) {
+    use std::io::Write as _;
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        // Header values come from profiles and providers: no line breaks may pass.
+        out.extend(v.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(if close {
+        b"connection: close\r\n\r\n"
+    } else {
+        b"connection: keep-alive\r\n\r\n"
+    });
 }
 
 /// A whole response with a `Content-Length` body.
@@ -349,12 +361,12 @@ pub fn full_response(
     body: &[u8],
     close: bool,
 ) -> Vec<u8> {
-    let mut all: Vec<(&str, String)> = vec![
-        ("content-type", content_type.to_string()),
-        ("content-length", body.len().to_string()),
-    ];
-    all.extend(headers.iter().map(|(k, v)| (*k, v.clone())));
-    let mut out = head(status, &all, close).into_bytes();
+    let length = body.len().to_string();
+    let mut all: Vec<(&str, &str)> =
+        vec![("content-type", content_type), ("content-length", &length)];
+    all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut out = Vec::with_capacity(256 + body.len());
+    head_into(&mut out, status, &all, close);
     out.extend_from_slice(body);
     out
 }
@@ -423,8 +435,10 @@ mod tests {
 
     #[test]
     fn response_heads_drop_line_breaks_from_values() {
-        let h = head(200, &[("x-llxprt-backend", "a\r\nevil: 1".into())], false);
-        assert!(h.contains("x-llxprt-backend: aevil: 1\r\n"), "{h}");
+        let h = head(200, &[("x-llxprt-backend", "a\r\névil: 1")], false);
+        let h = String::from_utf8(h).expect("a head of UTF-8 values is UTF-8");
+        assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
+        assert!(h.contains("x-llxprt-backend: aévil: 1\r\n"), "{h}");
         assert!(h.ends_with("connection: keep-alive\r\n\r\n"));
         assert_eq!(chunk(b"hi"), b"2\r\nhi\r\n");
     }

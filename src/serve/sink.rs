@@ -167,20 +167,20 @@ impl<'c> StreamSink<'c> {
             return;
         }
         self.started = true;
-        let s = self.serving.borrow().clone();
-        let head = conn::head(
+        let s = self.serving.borrow();
+        conn::head_into(
+            &mut self.pending,
             200,
             &[
-                ("content-type", "text/event-stream".into()),
-                ("cache-control", "no-cache".into()),
-                ("transfer-encoding", "chunked".into()),
-                ("x-llxprt-backend", s.backend),
-                ("x-llxprt-bucket", s.bucket),
-                ("x-request-id", self.id.clone()),
+                ("content-type", "text/event-stream"),
+                ("cache-control", "no-cache"),
+                ("transfer-encoding", "chunked"),
+                ("x-llxprt-backend", &s.backend),
+                ("x-llxprt-bucket", &s.bucket),
+                ("x-request-id", &self.id),
             ],
             self.close,
         );
-        self.write(head.as_bytes());
     }
 
     /// One event, `data: <json>`, as one piece of the chunked body.
