@@ -30,9 +30,21 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// At most [`WORKERS`] chat requests at once, started in the order they asked.
 #[derive(Debug, Default)]
 pub struct Permits {
-    /// (tickets handed out, tickets started, requests running).
-    state: Mutex<(u64, u64, usize)>,
+    state: Mutex<Turns>,
     turn: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Turns {
+    /// Tickets handed out.
+    issued: u64,
+    /// Tickets started.
+    started: u64,
+    /// Requests running.
+    running: usize,
+    /// Requests waiting for their turn (nobody is woken when none is: the common case
+    /// costs no wake-up call).
+    waiting: usize,
 }
 
 /// A running request's permit, given back when dropped (also when the request panics).
@@ -42,15 +54,21 @@ impl Permits {
     /// Waits for this request's turn and a free place.
     pub fn acquire(&self) -> Permit<'_> {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let ticket = s.0;
-        s.0 += 1;
-        while !(s.1 == ticket && s.2 < WORKERS) {
-            s = self.turn.wait(s).unwrap_or_else(PoisonError::into_inner);
+        let ticket = s.issued;
+        s.issued += 1;
+        if !(s.started == ticket && s.running < WORKERS) {
+            s.waiting += 1;
+            while !(s.started == ticket && s.running < WORKERS) {
+                s = self.turn.wait(s).unwrap_or_else(PoisonError::into_inner);
+            }
+            s.waiting -= 1;
         }
-        s.1 += 1;
-        s.2 += 1;
-        // The next ticket may be able to start too.
-        self.turn.notify_all();
+        s.started += 1;
+        s.running += 1;
+        if s.waiting > 0 {
+            // The next ticket may be able to start too.
+            self.turn.notify_all();
+        }
         Permit(self)
     }
 }
@@ -58,8 +76,10 @@ impl Permits {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         let mut s = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.2 -= 1;
-        self.0.turn.notify_all();
+        s.running -= 1;
+        if s.waiting > 0 {
+            self.0.turn.notify_all();
+        }
     }
 }
 
@@ -190,7 +210,7 @@ mod tests {
                     drop(p);
                 });
                 wait_for("the ticket", || {
-                    permits.state.lock().unwrap().0 == (WORKERS + i + 1) as u64
+                    permits.state.lock().unwrap().issued == (WORKERS + i + 1) as u64
                 });
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -200,7 +220,7 @@ mod tests {
                 wait_for("a waiter to start", || {
                     started.lock().unwrap().len() == n + 1
                 });
-                assert!(permits.state.lock().unwrap().2 <= WORKERS);
+                assert!(permits.state.lock().unwrap().running <= WORKERS);
             }
             finish.store(true, Ordering::SeqCst);
         });

@@ -170,8 +170,13 @@ impl LeasedState {
             self.shared.fail(&mut inner, &e);
         }
         let actions = inner.engine.step(event);
+        // The writer waits only when everything decided was written; otherwise it is
+        // gathering or writing and takes this step with the others, unprompted.
+        let writer_waits = inner.decided == inner.written;
         inner.decided += 1;
-        self.shared.work.notify_one();
+        if writer_waits {
+            self.shared.work.notify_one();
+        }
         actions
     }
 
