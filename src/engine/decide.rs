@@ -198,9 +198,7 @@ impl EngineState {
                     } if *started_ms > now => *started_ms = now,
                     _ => {}
                 }
-                for (t, _) in &mut st.tpm {
-                    *t = (*t).min(now);
-                }
+                st.tpm_cut_back(now);
             }
             let limit = now.saturating_add(plan.settings.bucket_cooldown_ms.max(MAX_COOLDOWN_MS));
             for k in &b.buckets {

@@ -2,7 +2,7 @@
 //! cursors, circuits, TPM windows, cooldowns, statistics), and what belongs to one request in
 //! flight. Plain serde data: a state restored from JSON decides exactly as the original.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -200,8 +200,11 @@ pub struct BackendState {
     pub fingerprint: String,
     /// The circuit.
     pub circuit: Circuit,
-    /// `(end of a success, tokens)`, oldest first, within the trailing minute.
-    pub tpm: Vec<(u64, u64)>,
+    /// `(end of a success, tokens)` within the trailing minute, in time order (kept so on
+    /// load too), one entry per millisecond: adding, expiring and cutting back touch only the
+    /// ends, so a step costs the same however busy the minute was.
+    #[serde(deserialize_with = "time_ordered")]
+    pub tpm: VecDeque<(u64, u64)>,
     /// Statistics.
     pub stats: BackendStats,
 }
@@ -210,11 +213,14 @@ impl BackendState {
     /// Tokens counted at `now` (SPEC §5.11: stamped at the end of the success, counted while
     /// `now − t < 60 000`).
     pub fn tpm_at(&self, now: u64) -> u64 {
+        self.tpm_live(now).map(|(_, n)| n).sum()
+    }
+
+    /// The entries that count at `now`, oldest first.
+    fn tpm_live(&self, now: u64) -> impl Iterator<Item = &(u64, u64)> {
         self.tpm
             .iter()
-            .filter(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS)
-            .map(|(_, n)| n)
-            .sum()
+            .filter(move |(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS)
     }
 
     /// When the trailing sum falls below `threshold` again, if it is not below now.
@@ -223,14 +229,7 @@ impl BackendState {
         if sum < threshold {
             return None;
         }
-        let mut live: Vec<(u64, u64)> = self
-            .tpm
-            .iter()
-            .copied()
-            .filter(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS)
-            .collect();
-        live.sort_unstable();
-        for (t, n) in live {
+        for (t, n) in self.tpm_live(now) {
             sum -= n;
             if sum < threshold {
                 return Some(t + TPM_WINDOW_MS);
@@ -241,15 +240,40 @@ impl BackendState {
 
     /// Adds a success's tokens and forgets entries that can no longer count. Successes that
     /// end in the same millisecond share one entry (they count and expire together), which
-    /// keeps the window small under a busy `serve`.
+    /// keeps the window small under a busy `serve`. A success stamped before the newest entry
+    /// (threads of one process report out of order) goes in its place.
     pub fn tpm_add(&mut self, now: u64, tokens: u64) {
-        self.tpm
-            .retain(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS);
-        match self.tpm.last_mut() {
+        while self
+            .tpm
+            .front()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) >= TPM_WINDOW_MS)
+        {
+            self.tpm.pop_front();
+        }
+        let at = self.tpm.iter().rposition(|(t, _)| *t <= now);
+        match at.and_then(|i| self.tpm.get_mut(i)) {
             Some((t, n)) if *t == now => *n = n.saturating_add(tokens),
-            _ => self.tpm.push((now, tokens)),
+            _ => self.tpm.insert(at.map_or(0, |i| i + 1), (now, tokens)),
         }
     }
+
+    /// Cuts back entries stamped after `now` (a clock that jumped back, SPEC §5.9) to `now`;
+    /// they stay in time order.
+    pub fn tpm_cut_back(&mut self, now: u64) {
+        for (t, _) in self.tpm.iter_mut().rev() {
+            if *t <= now {
+                break;
+            }
+            *t = now;
+        }
+    }
+}
+
+/// A TPM window as stored, put in time order (a file written by hand, or by an older llxprt).
+fn time_ordered<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VecDeque<(u64, u64)>, D::Error> {
+    let mut v = Vec::<(u64, u64)>::deserialize(d)?;
+    v.sort_by_key(|(t, _)| *t);
+    Ok(v.into())
 }
 
 /// Shared state of one bucket (`bucket/<provider>/<bucket>`).
@@ -407,5 +431,67 @@ mod tests {
         assert_eq!(b.tpm_clear_at(2_000, 20), Some(61_000));
         b.tpm_add(61_000, 1);
         assert_eq!(b.tpm, [(1_001, 7), (61_000, 1)]);
+    }
+
+    /// A success reported out of order goes in its place (merged with its millisecond), a
+    /// clock that jumped back cuts later stamps back to now, and a stored window is put in
+    /// order on load.
+    #[test]
+    fn tpm_window_stays_in_time_order() {
+        let mut b = BackendState::default();
+        for (t, n) in [(1_000, 1), (1_002, 2), (1_001, 3), (1_001, 4), (999, 5)] {
+            b.tpm_add(t, n);
+        }
+        assert_eq!(b.tpm, [(999, 5), (1_000, 1), (1_001, 7), (1_002, 2)]);
+        b.tpm_cut_back(1_000);
+        assert_eq!(b.tpm, [(999, 5), (1_000, 1), (1_000, 7), (1_000, 2)]);
+        assert_eq!(b.tpm_at(60_999), 10);
+        assert_eq!(b.tpm_at(61_000), 0);
+        let mut stored = serde_json::to_value(BackendState::default()).expect("plain data");
+        stored["tpm"] = serde_json::json!([[5, 1], [3, 2], [4, 3]]);
+        let stored: BackendState = serde_json::from_value(stored).expect("a stored backend state");
+        assert_eq!(stored.tpm, [(3, 2), (4, 3), (5, 1)]);
+    }
+
+    proptest::proptest! {
+        /// Time mostly going forward in steps of up to a few seconds, successes now and then
+        /// reported a few milliseconds late, and now and then a clock jumping back: the
+        /// window counts what a plain list of stamps would (SPEC §5.11: each kept while
+        /// `now − t < 60 000`), and stays in time order.
+        #[test]
+        fn tpm_window_counts_like_a_plain_list(
+            ops in proptest::collection::vec(
+                (0u64..5_000, 0u64..4, 1u64..100, proptest::bool::weighted(0.05)),
+                1..120,
+            )
+        ) {
+            let mut b = BackendState::default();
+            let mut all: Vec<(u64, u64)> = Vec::new();
+            let mut clock = 100_000u64;
+            for (step, late, n, jump) in ops {
+                if jump {
+                    clock -= step;
+                    b.tpm_cut_back(clock);
+                    for (t, _) in &mut all {
+                        *t = (*t).min(clock);
+                    }
+                    continue;
+                }
+                clock += step;
+                let now = clock - late;
+                b.tpm_add(now, n);
+                all.retain(|(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS);
+                all.push((now, n));
+                proptest::prop_assert!(b.tpm.iter().zip(b.tpm.iter().skip(1)).all(|(x, y)| x.0 <= y.0));
+                for at in [now, now + 1, now + 59_999, now + 60_000] {
+                    let want: u64 = all
+                        .iter()
+                        .filter(|(t, _)| at.saturating_sub(*t) < TPM_WINDOW_MS)
+                        .map(|(_, n)| n)
+                        .sum();
+                    proptest::prop_assert_eq!(b.tpm_at(at), want, "at {}", at);
+                }
+            }
+        }
     }
 }
