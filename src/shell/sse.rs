@@ -164,7 +164,7 @@ impl SseDecoder {
                 rest = &rest[1..];
             }
         }
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
             let head = &rest[..pos];
             let ended_by_cr = rest[pos] == b'\r';
             rest = &rest[pos + 1..];
