@@ -235,6 +235,16 @@ fn sample_chunks() -> Vec<Value> {
     ]
 }
 
+/// What the decoder makes of one `data:` event.
+fn decode(decoder: &mut openai::Decoder, data: &str) -> Vec<Chunk> {
+    decoder
+        .on_event(&SseEvent {
+            event: None,
+            data: data.to_owned(),
+        })
+        .expect("decodes")
+}
+
 #[test]
 fn sample_stream_chunks_conform_and_decode() {
     let v = validator(CHUNK_SCHEMA);
@@ -242,20 +252,9 @@ fn sample_stream_chunks_conform_and_decode() {
     let mut got = Vec::new();
     for (i, chunk) in sample_chunks().iter().enumerate() {
         assert_valid(&v, chunk, &format!("chunk {i}"));
-        let event = SseEvent {
-            event: None,
-            data: chunk.to_string(),
-        };
-        got.extend(decoder.on_event(&event).expect("decodes"));
+        got.extend(decode(&mut decoder, &chunk.to_string()));
     }
-    got.extend(
-        decoder
-            .on_event(&SseEvent {
-                event: None,
-                data: "[DONE]".to_owned(),
-            })
-            .expect("decodes"),
-    );
+    got.extend(decode(&mut decoder, "[DONE]"));
     assert_eq!(
         got,
         vec![
@@ -268,14 +267,8 @@ fn sample_stream_chunks_conform_and_decode() {
         ]
     );
     // The content_filter chunk alone is a refusal.
-    let mut decoder = openai::Decoder::default();
     let last = sample_chunks().pop().expect("five samples");
-    let chunks = decoder
-        .on_event(&SseEvent {
-            event: None,
-            data: last.to_string(),
-        })
-        .expect("decodes");
+    let chunks = decode(&mut openai::Decoder::default(), &last.to_string());
     assert_eq!(chunks, vec![Chunk::Refusal("content_filter".to_owned())]);
 }
 
@@ -321,14 +314,7 @@ fn serve_stream_chunks_conform_and_decode() {
             (&chunk["id"], &chunk["object"], &chunk["model"]),
             (&json!(id), &json!("chat.completion.chunk"), &json!(model))
         );
-        got.extend(
-            decoder
-                .on_event(&SseEvent {
-                    event: None,
-                    data: chunk.to_string(),
-                })
-                .expect("decodes"),
-        );
+        got.extend(decode(&mut decoder, &chunk.to_string()));
     }
     assert_eq!(
         got,
