@@ -33,6 +33,15 @@ fn openai_base(s: &Server) -> String {
     format!("{}/v1", s.url())
 }
 
+/// The base URL a `provider` profile gives for server `s` (Chat Completions paths carry `/v1`).
+fn base_for(provider: &str, s: &Server) -> String {
+    if provider == "openai" {
+        openai_base(s)
+    } else {
+        s.url()
+    }
+}
+
 /// `delta.reasoning_content` pieces, then the answer in two pieces.
 fn openai_reasoning() -> Reply {
     Reply::sse(openai_reasoning_stream(
@@ -114,11 +123,7 @@ fn one_shot_shows_reasoning_on_stderr_streamed_and_buffered_for_every_protocol()
     ] {
         let s = Server::start(vec![reply]);
         let cli = Cli::new();
-        let base = if provider == "openai" {
-            openai_base(&s)
-        } else {
-            s.url()
-        };
+        let base = base_for(provider, &s);
         model(
             &cli,
             "a",
@@ -248,11 +253,7 @@ fn include_in_response_false_shows_no_reasoning_and_json_says_null() {
     ] {
         let s = Server::start(vec![reply]);
         let cli = Cli::new();
-        let base = if provider == "openai" {
-            openai_base(&s)
-        } else {
-            s.url()
-        };
+        let base = base_for(provider, &s);
         // Kept for the history all the same (SPEC §5.8): hiding is about the user only.
         model(
             &cli,

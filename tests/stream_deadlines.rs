@@ -62,6 +62,21 @@ fn chat_json(cli: &Cli, extra: &[&str]) -> (i32, Value, Vec<String>) {
     (out.code, v, attempts)
 }
 
+/// `lb` over `a` answering with `a_reply` and `b` streaming `b_text`, under `lb_settings`:
+/// what `llxprt chat --json` (with `extra`) says, as [`chat_json`].
+fn through_pair(
+    a_reply: Reply,
+    b_text: &[&str],
+    lb_settings: Value,
+    extra: &[&str],
+) -> (i32, Value, Vec<String>) {
+    let a = Server::start(vec![a_reply]);
+    let b = Server::start(vec![ok_stream(b_text)]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, lb_settings);
+    chat_json(&cli, extra)
+}
+
 /// The first chunk of a Chat Completions stream, with the role and no text.
 fn role_only() -> SseOut {
     SseOut::data(openai_chunk(json!({"role": "assistant"}), None))
@@ -81,16 +96,12 @@ fn a_stream_broken_before_any_text_fails_over_whatever_mid_stream_says() {
                 "timeout",
             ),
         ] {
-            let a = Server::start(vec![broken]);
-            let b = Server::start(vec![ok_stream(&["Fine."])]);
-            let cli = Cli::new();
-            pair(
-                &cli,
-                &a,
-                &b,
+            let (code, v, attempts) = through_pair(
+                broken,
+                &["Fine."],
                 json!({"failover_retry_count": 0, "mid_stream": mode, "stream_idle_timeout_ms": 300}),
+                &[],
             );
-            let (code, v, attempts) = chat_json(&cli, &[]);
             let case = format!("mid_stream {mode}, {class}");
             assert_eq!(code, 0, "{case}: {v}");
             assert_eq!(v["answer"], "Fine.", "{case}");
@@ -106,16 +117,12 @@ fn a_stream_broken_before_any_text_fails_over_whatever_mid_stream_says() {
 #[test]
 fn a_stream_that_ends_cleanly_without_text_or_finish_signal_fails_over_as_network() {
     // The HTTP body ends properly (terminating chunk) but the stream never said it finished.
-    let a = Server::start(vec![Reply::sse(vec![role_only()])]);
-    let b = Server::start(vec![ok_stream(&["Fine."])]);
-    let cli = Cli::new();
-    pair(
-        &cli,
-        &a,
-        &b,
+    let (code, v, attempts) = through_pair(
+        Reply::sse(vec![role_only()]),
+        &["Fine."],
         json!({"failover_retry_count": 0, "mid_stream": "error"}),
+        &[],
     );
-    let (code, v, attempts) = chat_json(&cli, &[]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(attempts, ["a network", "b success"]);
 }
@@ -126,16 +133,12 @@ fn keep_alive_comments_do_not_hold_off_the_first_event_deadline() {
     // of sending, and comments are not events.
     let mut events: Vec<SseOut> = (0..10).map(|_| SseOut::comment().after(150)).collect();
     events.extend(openai_stream(&["Late."], Some("stop"), true, None));
-    let a = Server::start(vec![Reply::sse(events)]);
-    let b = Server::start(vec![ok_stream(&["On time."])]);
-    let cli = Cli::new();
-    pair(
-        &cli,
-        &a,
-        &b,
+    let (code, v, attempts) = through_pair(
+        Reply::sse(events),
+        &["On time."],
         json!({"failover_retry_count": 0, "first_byte_timeout_ms": 500}),
+        &[],
     );
-    let (code, v, attempts) = chat_json(&cli, &[]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["answer"], "On time.");
     assert_eq!(attempts, ["a timeout", "b success"]);
@@ -155,16 +158,12 @@ fn an_event_trickled_a_few_bytes_at_a_time_does_not_hold_off_the_idle_deadline()
         events.push(SseOut::raw(String::from_utf8(piece.to_vec()).unwrap()).after(100));
     }
     events.extend(openai_stream(&["!"], Some("stop"), true, None));
-    let a = Server::start(vec![Reply::sse(events)]);
-    let b = Server::start(vec![ok_stream(&["Hello from b."])]);
-    let cli = Cli::new();
-    pair(
-        &cli,
-        &a,
-        &b,
+    let (code, v, attempts) = through_pair(
+        Reply::sse(events),
+        &["Hello from b."],
         json!({"failover_retry_count": 0, "stream_idle_timeout_ms": 500}),
+        &["--set", "mid_stream=restart"],
     );
-    let (code, v, attempts) = chat_json(&cli, &["--set", "mid_stream=restart"]);
     assert!(
         bytes.len() / 4 * 100 > 2000,
         "the trickle outlasts the deadline"
