@@ -328,25 +328,28 @@ fn save_model_argument_errors_are_usage_errors() {
     assert!(!cli.profile_path("x").exists());
 }
 
+/// `llxprt profile save model NAME --provider openai --model MODEL [--force]`.
+fn save_openai_model(cli: &Cli, name: &str, model: &str, force: bool) -> support::Output {
+    let mut args = vec![
+        "profile",
+        "save",
+        "model",
+        name,
+        "--provider",
+        "openai",
+        "--model",
+        model,
+    ];
+    if force {
+        args.push("--force");
+    }
+    cli.run(&args)
+}
+
 #[test]
 fn save_model_over_an_existing_profile_needs_force() {
     let cli = Cli::new();
-    let save = |name: &str, model: &str, force: bool| {
-        let mut args = vec![
-            "profile",
-            "save",
-            "model",
-            name,
-            "--provider",
-            "openai",
-            "--model",
-            model,
-        ];
-        if force {
-            args.push("--force");
-        }
-        cli.run(&args)
-    };
+    let save = |name: &str, model: &str, force: bool| save_openai_model(&cli, name, model, force);
     assert_eq!(save("main", "gpt-4o", false).code, 0);
     let before = cli.read_profile("main");
 
@@ -386,22 +389,7 @@ fn save_model_over_an_existing_profile_needs_force() {
 #[test]
 fn a_name_equal_ignoring_case_beyond_ascii_needs_force() {
     let cli = Cli::new();
-    let save = |name: &str, model: &str, force: bool| {
-        let mut args = vec![
-            "profile",
-            "save",
-            "model",
-            name,
-            "--provider",
-            "openai",
-            "--model",
-            model,
-        ];
-        if force {
-            args.push("--force");
-        }
-        cli.run(&args)
-    };
+    let save = |name: &str, model: &str, force: bool| save_openai_model(&cli, name, model, force);
     for (existing, clash) in [("é", "É"), ("σοφια", "ΣΟΦΙΑ")] {
         assert_eq!(save(existing, "first", false).code, 0);
         let refused = save(clash, "second", false);

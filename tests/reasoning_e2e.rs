@@ -42,6 +42,15 @@ fn base_for(provider: &str, s: &Server) -> String {
     }
 }
 
+/// A server answering `reply`, and a home with one `provider` model profile `a` on it with
+/// `settings`.
+fn one_model(provider: &str, reply: Reply, settings: Value) -> (Server, Cli) {
+    let s = Server::start(vec![reply]);
+    let cli = Cli::new();
+    model(&cli, "a", provider, &base_for(provider, &s), settings);
+    (s, cli)
+}
+
 /// `delta.reasoning_content` pieces, then the answer in two pieces.
 fn openai_reasoning() -> Reply {
     Reply::sse(openai_reasoning_stream(
@@ -121,16 +130,7 @@ fn one_shot_shows_reasoning_on_stderr_streamed_and_buffered_for_every_protocol()
         ("anthropic", anthropic_thinking()),
         ("gemini", gemini_thoughts()),
     ] {
-        let s = Server::start(vec![reply]);
-        let cli = Cli::new();
-        let base = base_for(provider, &s);
-        model(
-            &cli,
-            "a",
-            provider,
-            &base,
-            json!({"reasoning.enabled": true}),
-        );
+        let (_s, cli) = one_model(provider, reply, json!({"reasoning.enabled": true}));
         // A piped stdout buffers by default; restart streams as on a terminal.
         for (mode, extra) in [
             ("streamed", &["--set", "mid_stream=restart"][..]),
@@ -251,15 +251,10 @@ fn include_in_response_false_shows_no_reasoning_and_json_says_null() {
         ("openai", openai_reasoning()),
         ("anthropic", anthropic_thinking()),
     ] {
-        let s = Server::start(vec![reply]);
-        let cli = Cli::new();
-        let base = base_for(provider, &s);
         // Kept for the history all the same (SPEC §5.8): hiding is about the user only.
-        model(
-            &cli,
-            "a",
+        let (_s, cli) = one_model(
             provider,
-            &base,
+            reply,
             json!({"reasoning.enabled": true, "reasoning.includeInResponse": false,
                    "reasoning.includeInContext": true}),
         );
