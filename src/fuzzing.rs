@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::engine::plan::{BackendPlan, BucketPlan, FailoverSettings, MidStream, Plan, Policy};
-use crate::engine::{Action, Class, EngineState, Event, Outcome};
+use crate::engine::{Class, EngineState, Event, Order, Outcome, Step};
 use crate::profile::validate::{self, NoResolver};
 use crate::provider::Protocol;
 use crate::shell::protocol;
@@ -207,67 +207,56 @@ pub fn decide(data: &[u8]) {
         };
         let mut attempts = 0usize;
         loop {
-            let actions = st.step(&event);
-            let orders = actions
-                .iter()
-                .filter(|a| {
-                    matches!(
-                        a,
-                        Action::Send { .. }
-                            | Action::RefreshToken { .. }
-                            | Action::WaitUntil { .. }
-                    )
-                })
-                .count();
-            let endings = actions
-                .iter()
-                .filter(|a| matches!(a, Action::Deliver { .. } | Action::Fail { .. }))
-                .count();
-            assert!(
-                orders + endings == 1,
-                "exactly one order or one ending per step: {actions:?}"
-            );
-            if endings == 1 {
+            let step = st.step(&event);
+            let Some(order) = step.next else {
+                panic!("a fitting event always gets an order: {step:?}");
+            };
+            if order.ends() {
                 assert!(
                     !st.requests.contains_key(&request),
                     "an ended request leaves the state"
                 );
-                assert!(
-                    st.step(&Event::TimerFired { now, request }).is_empty(),
+                assert_eq!(
+                    st.step(&Event::TimerFired { now, request }),
+                    Step::default(),
                     "a stray event changes nothing"
                 );
                 break;
             }
-            event = match actions.iter().find(|a| {
-                matches!(
-                    a,
-                    Action::Send { .. } | Action::RefreshToken { .. } | Action::WaitUntil { .. }
-                )
-            }) {
-                Some(Action::Send { .. }) => {
+            event = match order {
+                Order::Send { .. } => {
                     attempts += 1;
                     assert!(
                         attempts <= bound,
                         "attempts {attempts} over the bound {bound}"
                     );
                     now += b.ms();
-                    let mut o = Outcome::of(CLASSES[b.pick(CLASSES.len())]);
-                    o.status = o.class.default_status();
-                    o.retry_after_ms = (b.u8().is_multiple_of(3)).then(|| b.ms() * 3);
-                    o.tokens = u64::from(b.u8());
-                    o.delivered_tokens = u64::from(b.u8() % 4);
                     if b.u8().is_multiple_of(16) {
                         let cancelled = st.step(&Event::RequestCancelled { now, request });
-                        assert!(cancelled.is_empty());
+                        assert_eq!(cancelled, Step::default());
                         break;
                     }
-                    Event::AttemptFinished {
-                        now,
-                        request,
-                        outcome: o,
+                    if b.u8().is_multiple_of(13) {
+                        attempts -= 1; // not an attempt (SPEC §5.3)
+                        Event::NoCredential {
+                            now,
+                            request,
+                            why: "no key".into(),
+                        }
+                    } else {
+                        let mut o = Outcome::of(CLASSES[b.pick(CLASSES.len())]);
+                        o.status = o.class.default_status();
+                        o.retry_after_ms = (b.u8().is_multiple_of(3)).then(|| b.ms() * 3);
+                        o.tokens = u64::from(b.u8());
+                        o.delivered_tokens = u64::from(b.u8() % 4);
+                        Event::AttemptFinished {
+                            now,
+                            request,
+                            outcome: o,
+                        }
                     }
                 }
-                Some(Action::RefreshToken { .. }) => {
+                Order::Refresh { .. } => {
                     now += b.ms();
                     Event::RefreshFinished {
                         now,
@@ -275,11 +264,11 @@ pub fn decide(data: &[u8]) {
                         ok: b.u8().is_multiple_of(2),
                     }
                 }
-                Some(Action::WaitUntil { until_ms }) => {
-                    now = now.max(*until_ms);
+                Order::Wait { until_ms } => {
+                    now = now.max(until_ms);
                     Event::TimerFired { now, request }
                 }
-                _ => unreachable!("one order was counted above"),
+                Order::Deliver { .. } | Order::Fail(_) => unreachable!("endings break above"),
             };
         }
     }

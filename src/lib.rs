@@ -13,6 +13,7 @@ pub mod driver;
 pub mod engine;
 pub mod fsutil;
 pub mod fuzzing;
+pub mod narrate;
 pub mod profile;
 pub mod provider;
 pub mod record;

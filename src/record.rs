@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::driver::Executor;
+use crate::driver::{Attempted, Executor};
 use crate::engine::Plan;
 use crate::engine::plan::FailoverSettings;
-use crate::engine::{Action, Class, Outcome, RequestId};
+use crate::engine::{Class, Outcome, RequestId, Step};
 use crate::fsutil::write_atomic;
 use crate::profile::model::{LoadBalancerProfile, Profile};
 use crate::profile::raw::RawProfile;
@@ -28,12 +28,20 @@ pub struct Recorder {
     origin_ms: Option<u64>,
 }
 
-/// A profile as embedded in a trace: `auth-key` and secret-looking custom headers removed.
+/// A profile as embedded in a trace: an inline `auth-key` becomes `sha256:<hex>` (read back
+/// as that key's digest, so a replay keeps accounts apart, SPEC §5.9), and secret-looking
+/// custom headers are removed.
 pub fn without_secrets(p: &Profile) -> RawProfile {
     let mut raw = p.to_raw();
     let strip = |s: &mut Option<Settings>| {
         if let Some(s) = s {
-            s.auth_key = None;
+            s.auth_key = s.auth_key.as_deref().map(|k| {
+                if k.starts_with("sha256:") {
+                    k.to_string()
+                } else {
+                    format!("sha256:{}", crate::driver::plan::sha256_hex(k))
+                }
+            });
             if let Some(h) = &mut s.custom_headers {
                 h.retain(|k, _| !crate::redact::is_secret_name(k));
             }
@@ -59,7 +67,7 @@ pub fn failover_as_settings(f: &FailoverSettings) -> Settings {
         retry_after_max_ms: Some(f.retry_after_max_ms),
         bucket_cooldown_ms: Some(f.bucket_cooldown_ms),
         max_attempts: f.max_attempts,
-        mid_stream: Some(f.mid_stream),
+        mid_stream: Some(crate::driver::plan::file_mid_stream(f.mid_stream)),
         failover_on_context_length: Some(f.on_context_length),
         ..Settings::default()
     }
@@ -150,7 +158,7 @@ impl Recorder {
         }
         if !(backends.len() == 1 && backends[0].name == plan.lb) {
             let lb = LoadBalancerProfile {
-                policy: plan.policy,
+                policy: crate::driver::plan::file_policy(plan.policy),
                 backends: plan.backends.iter().map(|b| b.name.clone()).collect(),
                 settings: Settings::default(),
             };
@@ -209,40 +217,54 @@ impl<E: Executor> Executor for RecordingExec<'_, E> {
         &mut self,
         now: u64,
         request: RequestId,
-        backend: &str,
-        bucket: &str,
+        plan: &Plan,
+        backend: usize,
+        bucket: usize,
         prefill: bool,
-    ) -> (u64, Outcome) {
-        let (end, o) = self.inner.send(now, request, backend, bucket, prefill);
-        // A cancelled attempt never reached an outcome: nothing to replay (SPEC §5.1).
-        if !self.inner.cancelled() {
-            self.recorder
-                .push(backend, bucket.to_string(), entry_for(&o));
+    ) -> (u64, Attempted) {
+        let (end, attempted) = self
+            .inner
+            .send(now, request, plan, backend, bucket, prefill);
+        // A cancelled attempt never reached an outcome, and a bucket without a credential sent
+        // nothing: nothing to replay (SPEC §5.1, §5.3).
+        if let Attempted::Sent(o) = &attempted
+            && !self.inner.cancelled()
+        {
+            self.recorder.push(
+                plan.backend_name(backend),
+                plan.bucket_name(backend, bucket).to_string(),
+                entry_for(o),
+            );
         }
-        (end, o)
+        (end, attempted)
     }
     fn refresh(
         &mut self,
         now: u64,
         request: RequestId,
-        backend: &str,
-        bucket: &str,
+        plan: &Plan,
+        backend: usize,
+        bucket: usize,
     ) -> (u64, bool) {
-        let (end, ok) = self.inner.refresh(now, request, backend, bucket);
+        let (end, ok) = self.inner.refresh(now, request, plan, backend, bucket);
         let e = Entry {
             status: Some(if ok { 200 } else { 400 }),
             times: Some(1),
             latency_ms: Some(end.saturating_sub(now)),
             ..Entry::default()
         };
-        self.recorder.push(backend, format!("refresh:{bucket}"), e);
+        self.recorder.push(
+            plan.backend_name(backend),
+            format!("refresh:{}", plan.bucket_name(backend, bucket)),
+            e,
+        );
         (end, ok)
     }
     fn wait_until(&mut self, now: u64, until: u64) -> Option<u64> {
         self.inner.wait_until(now, until)
     }
-    fn observe(&mut self, now: u64, request: RequestId, actions: &[Action]) {
-        self.inner.observe(now, request, actions);
+    fn observe(&mut self, now: u64, request: RequestId, plan: &Plan, step: &Step) {
+        self.inner.observe(now, request, plan, step);
     }
     fn cancelled(&self) -> bool {
         self.inner.cancelled()
@@ -289,6 +311,10 @@ mod tests {
         assert!(
             !text.contains("sk-secret") && !text.contains("X-Api-Key"),
             "{text}"
+        );
+        assert!(
+            text.contains("sha256:"),
+            "the inline key's digest names its account: {text}"
         );
         assert!(text.contains("X-Trace"));
     }

@@ -907,3 +907,34 @@ fn set_of_a_backend_identity_is_refused_with_a_load_balancer_and_used_alone() {
     );
     assert!(!out.all().contains(OTHER_KEY));
 }
+
+/// SPEC §5.3, §8.1: a backend whose key file is missing is passed over without a request —
+/// not an attempt, never "answered auth 401" — and the request moves to the next backend even
+/// though 401 triggers no failover; with nothing left, the error says which file is missing.
+#[test]
+fn spec_5_3_a_missing_key_file_is_passed_over_to_the_next_backend() {
+    let a = Server::start(vec![ok_stream(&["never"])]);
+    let b = Server::start(vec![ok_stream(&["from b"])]);
+    let cli = Cli::new();
+    pair(&cli, &a, &b, json!({"failover_status_codes": [500]}));
+    let mut a_profile: Value =
+        serde_json::from_str(&cli.read_profile("a")).expect("a's profile is JSON");
+    a_profile["ephemeralSettings"]["auth-keyfile"] = json!("~/no-such-key");
+    cli.write_profile_json("a", &a_profile);
+    let (code, v, stderr) = chat_json(&cli, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["answer"], "from b");
+    assert_eq!(attempts(&v), ["b/default success 200"]);
+    assert!(a.requests().is_empty(), "nothing is sent without a key");
+
+    let out = cli.run(&["chat", "--profile", "a", "--json", "hello?"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let v: Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
+    assert_eq!(v["attempts"], json!([]));
+    let error = v["error"].as_str().expect("an error");
+    assert!(error.contains("no key: ~/no-such-key not found"), "{error}");
+    assert!(
+        !error.contains("401") && !error.contains("answered"),
+        "{error}"
+    );
+}

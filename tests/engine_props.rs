@@ -25,14 +25,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use llxprt::engine::plan::{MidStream, Policy};
-use llxprt::engine::state::Circuit;
+use std::cell::Cell;
+
+use llxprt::engine::circuit::Circuit;
 use llxprt::engine::{
-    Action, BackendPlan, BucketPlan, Class, EngineState, Event, FailKind, FailoverSettings,
-    Outcome, Plan, SkipReason, Then, decide,
+    BackendPlan, BucketPlan, Class, EngineState, Event, FailKind, FailoverSettings, Failure,
+    Headline, MidStream, Note, Order, Outcome, Plan, Policy, SkipReason, Step, Then, decide,
 };
+use llxprt::narrate;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 use proptest::test_runner::FileFailurePersistence;
+use serde::Serialize;
 
 /// The statuses `failover_status_codes` is drawn from.
 const CODES: [u16; 10] = [400, 401, 402, 403, 429, 500, 502, 503, 504, 529];
@@ -79,6 +83,12 @@ struct Scenario {
     /// Consumed in order by every token refresh, cyclically.
     refreshes: Vec<bool>,
     refresh_latency_ms: u64,
+    /// Accounts (bucket keys) with no usable credential at all: every `Send` to one of them
+    /// is answered with `NoCredential` (SPEC §5.3: no key file, no login).
+    missing: BTreeSet<String>,
+    /// Consumed in order by every other `Send`, cyclically: `true` answers it with
+    /// `NoCredential` (a login revoked, a key file removed, between two attempts).
+    revoked: Vec<bool>,
 }
 
 fn arb_mid_stream() -> impl Strategy<Value = MidStream> {
@@ -279,21 +289,76 @@ fn arb_request() -> impl Strategy<Value = ReqGen> {
         })
 }
 
+/// Accounts without a credential: none in half the cases, else one to three of the nine keys
+/// `build_plan` can make (shared by backends of one provider, like a stored login).
+fn arb_missing() -> impl Strategy<Value = BTreeSet<String>> {
+    prop_oneof![
+        Just(BTreeSet::new()),
+        prop::collection::btree_set(
+            (0usize..3, 0usize..3).prop_map(|(p, j)| format!("p{p}/k{j}")),
+            1..=3
+        ),
+    ]
+}
+
+/// Outcomes of streams under `mid_stream: continue` (SPEC §5.8): interruptions, and `client`
+/// answers that reject a prefill, are frequent.
+fn arb_stream_class() -> impl Strategy<Value = Class> {
+    prop_oneof![
+        4 => Just(Class::Success),
+        4 => Just(Class::Interrupted),
+        3 => Just(Class::Client),
+        2 => Just(Class::Server),
+        1 => Just(Class::Network),
+        1 => Just(Class::Timeout),
+        1 => Just(Class::RateLimit),
+        1 => Just(Class::ContextLength),
+        1 => Just(Class::ContentFilter),
+    ]
+}
+
+/// Most scenarios draw every setting and class; one in four streams under `continue` with
+/// network failover on, so the revised §5.8 rules are reached often.
 fn arb_scenario() -> impl Strategy<Value = Scenario> {
+    prop_oneof![
+        3 => scenario_of(arb_plan().boxed(), arb_class().boxed()),
+        1 => scenario_of(
+            arb_plan()
+                .prop_map(|mut p| {
+                    p.settings.mid_stream = MidStream::Continue;
+                    p.settings.on_network_errors = true;
+                    p
+                })
+                .boxed(),
+            arb_stream_class().boxed(),
+        ),
+    ]
+}
+
+fn scenario_of(
+    plan: BoxedStrategy<Plan>,
+    class: BoxedStrategy<Class>,
+) -> impl Strategy<Value = Scenario> {
     (
-        arb_plan(),
+        plan,
         prop::collection::vec(arb_request(), 1..=12),
-        prop::collection::vec(arb_outcome_of(arb_class()), 1..=40),
+        prop::collection::vec(arb_outcome_of(class), 1..=40),
         prop::collection::vec(any::<bool>(), 1..=6),
         prop_oneof![Just(0u64), 1u64..=2_000],
+        arb_missing(),
+        prop::collection::vec(prop::bool::weighted(0.06), 1..=20),
     )
         .prop_map(
-            |(plan, requests, outcomes, refreshes, refresh_latency_ms)| Scenario {
-                plan,
-                requests,
-                outcomes,
-                refreshes,
-                refresh_latency_ms,
+            |(plan, requests, outcomes, refreshes, refresh_latency_ms, missing, revoked)| {
+                Scenario {
+                    plan,
+                    requests,
+                    outcomes,
+                    refreshes,
+                    refresh_latency_ms,
+                    missing,
+                    revoked,
+                }
             },
         )
 }
@@ -302,15 +367,256 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
 // The driver: the contract of `engine/mod.rs`, with virtual time and a scripted world
 // ---------------------------------------------------------------------------------------------
 
+/// The engine's step in the model's vocabulary: its notes in order, then its order, with
+/// backends and buckets by name (the adapter below), so the model's bookkeeping reads like
+/// the SPEC's timeline. A failure keeps its typed form and its words from
+/// `narrate::failure`, the edge that words it for users.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+enum Action {
+    Send {
+        backend: String,
+        bucket: String,
+        attempt: u32,
+        prefill: bool,
+    },
+    RefreshToken {
+        backend: String,
+        bucket: String,
+    },
+    WaitUntil {
+        until_ms: u64,
+    },
+    Deliver {
+        backend: String,
+        bucket: String,
+        tokens: u64,
+    },
+    Fail {
+        kind: FailKind,
+        headline: Headline,
+        /// `narrate::failure` of it.
+        error: String,
+        failure: Box<Failure>,
+    },
+    AttemptEnded {
+        backend: String,
+        bucket: String,
+        started_ms: u64,
+        class: Class,
+        status: Option<u16>,
+        latency_ms: u64,
+        then: Then,
+    },
+    BucketAdvanced {
+        backend: String,
+        from: String,
+        to: String,
+    },
+    Cooldown {
+        backend: String,
+        bucket: String,
+        until_ms: u64,
+    },
+    Failover {
+        from: String,
+        to: String,
+    },
+    Retry {
+        backend: String,
+        retry: u32,
+        of: u32,
+        delay_ms: u64,
+    },
+    Skipped {
+        backend: String,
+        reason: SkipReason,
+        until_ms: Option<u64>,
+    },
+    NoCredential {
+        backend: String,
+        bucket: String,
+        why: String,
+    },
+    Refreshed {
+        backend: String,
+        bucket: String,
+        ok: bool,
+    },
+    CircuitOpened {
+        backend: String,
+        until_ms: u64,
+    },
+    CircuitHalfOpen {
+        backend: String,
+    },
+    CircuitClosed {
+        backend: String,
+    },
+}
+
+impl Action {
+    fn name(&self) -> String {
+        match serde_json::to_value(self)
+            .expect("serialises")
+            .get("action")
+        {
+            Some(serde_json::Value::String(n)) => n.clone(),
+            _ => "?".into(),
+        }
+    }
+}
+
+/// The adapter: a `Step` as the old name-based action list (notes in order, then the order).
+/// `now` is the step's time (for the failure's "eligible again in").
+fn actions(plan: &Plan, step: &Step, now: u64) -> Vec<Action> {
+    let b = |i: usize| plan.backend_name(i).to_string();
+    let k = |i: usize, j: usize| plan.bucket_name(i, j).to_string();
+    let mut out: Vec<Action> = step
+        .notes
+        .iter()
+        .map(|n| match n {
+            Note::AttemptEnded {
+                backend,
+                bucket,
+                started_ms,
+                class,
+                status,
+                latency_ms,
+                then,
+            } => Action::AttemptEnded {
+                backend: b(*backend),
+                bucket: k(*backend, *bucket),
+                started_ms: *started_ms,
+                class: *class,
+                status: *status,
+                latency_ms: *latency_ms,
+                then: *then,
+            },
+            Note::BucketAdvanced { backend, from, to } => Action::BucketAdvanced {
+                backend: b(*backend),
+                from: k(*backend, *from),
+                to: k(*backend, *to),
+            },
+            Note::Cooldown {
+                backend,
+                bucket,
+                until_ms,
+            } => Action::Cooldown {
+                backend: b(*backend),
+                bucket: k(*backend, *bucket),
+                until_ms: *until_ms,
+            },
+            Note::Failover { from, to } => Action::Failover {
+                from: b(*from),
+                to: b(*to),
+            },
+            Note::Retry {
+                backend,
+                retry,
+                of,
+                delay_ms,
+            } => Action::Retry {
+                backend: b(*backend),
+                retry: *retry,
+                of: *of,
+                delay_ms: *delay_ms,
+            },
+            Note::Skipped {
+                backend,
+                reason,
+                until_ms,
+            } => Action::Skipped {
+                backend: b(*backend),
+                reason: *reason,
+                until_ms: *until_ms,
+            },
+            Note::NoCredential {
+                backend,
+                bucket,
+                why,
+            } => Action::NoCredential {
+                backend: b(*backend),
+                bucket: k(*backend, *bucket),
+                why: why.clone(),
+            },
+            Note::Refreshed {
+                backend,
+                bucket,
+                ok,
+            } => Action::Refreshed {
+                backend: b(*backend),
+                bucket: k(*backend, *bucket),
+                ok: *ok,
+            },
+            Note::CircuitOpened { backend, until_ms } => Action::CircuitOpened {
+                backend: b(*backend),
+                until_ms: *until_ms,
+            },
+            Note::CircuitHalfOpen { backend } => Action::CircuitHalfOpen {
+                backend: b(*backend),
+            },
+            Note::CircuitClosed { backend } => Action::CircuitClosed {
+                backend: b(*backend),
+            },
+        })
+        .collect();
+    if let Some(order) = &step.next {
+        out.push(match order {
+            Order::Send {
+                backend,
+                bucket,
+                attempt,
+                prefill,
+            } => Action::Send {
+                backend: b(*backend),
+                bucket: k(*backend, *bucket),
+                attempt: *attempt,
+                prefill: *prefill,
+            },
+            Order::Refresh { backend, bucket } => Action::RefreshToken {
+                backend: b(*backend),
+                bucket: k(*backend, *bucket),
+            },
+            Order::Wait { until_ms } => Action::WaitUntil {
+                until_ms: *until_ms,
+            },
+            Order::Deliver {
+                backend,
+                bucket,
+                tokens,
+            } => Action::Deliver {
+                backend: b(*backend),
+                bucket: k(*backend, *bucket),
+                tokens: *tokens,
+            },
+            Order::Fail(f) => Action::Fail {
+                kind: f.kind,
+                headline: f.headline,
+                error: narrate::failure(plan, f, now),
+                failure: f.clone(),
+            },
+        });
+    }
+    out
+}
+
+/// One step of a run: the event fed and the engine's answer.
 #[derive(Debug, Clone, PartialEq)]
-struct Step {
+struct Taken {
     event: Event,
-    actions: Vec<Action>,
+    step: Step,
+}
+
+impl Taken {
+    fn actions(&self, plan: &Plan) -> Vec<Action> {
+        actions(plan, &self.step, self.event.now())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct Trace {
-    steps: Vec<Step>,
+    steps: Vec<Taken>,
     /// The run did not end within `MAX_STEPS`.
     runaway: bool,
     /// Probes held by a request that no longer visits that backend (checked on the engine's
@@ -353,7 +659,7 @@ fn run(sc: &Scenario, roundtrip: bool) -> Trace {
     };
     let mut live: BTreeMap<u64, Live> = BTreeMap::new();
     let mut next_arrival = 1usize;
-    let (mut oi, mut ri) = (0usize, 0usize);
+    let (mut oi, mut ri, mut ci) = (0usize, 0usize, 0usize);
     let mut steps = Vec::new();
     let mut leaks = Vec::new();
     let mut runaway = false;
@@ -391,7 +697,7 @@ fn run(sc: &Scenario, roundtrip: bool) -> Trace {
             Ev::Engine(e) => e,
         };
         let id = event.request();
-        let (s, actions) = decide(std::mem::take(&mut state), &event);
+        let (s, step) = decide(std::mem::take(&mut state), &event);
         state = s;
         if roundtrip {
             let json = serde_json::to_string(&state).expect("the state serialises");
@@ -414,9 +720,9 @@ fn run(sc: &Scenario, roundtrip: bool) -> Trace {
                 }
             }
         }
-        steps.push(Step {
+        steps.push(Taken {
             event: event.clone(),
-            actions: actions.clone(),
+            step: step.clone(),
         });
 
         let mut ended = false;
@@ -425,24 +731,47 @@ fn run(sc: &Scenario, roundtrip: bool) -> Trace {
         } else if let Some(l) = live.get_mut(&id)
             && !l.cancelling
         {
-            let order = actions.iter().find(|a| is_order(a));
-            if let (Some(order), false) = (order, actions.iter().any(is_ending)) {
+            let order = step.next.as_ref().filter(|o| !o.ends());
+            if let Some(order) = order {
                 l.orders += 1;
                 let natural = match order {
-                    Action::Send { .. } => {
-                        let o = sc.outcomes[oi % sc.outcomes.len()].clone();
-                        oi += 1;
-                        let end = t + o.latency_ms;
-                        (
-                            end,
-                            Event::AttemptFinished {
-                                now: end,
-                                request: id,
-                                outcome: o,
-                            },
-                        )
+                    Order::Send {
+                        backend, bucket, ..
+                    } => {
+                        // SPEC §5.3: the driver finds the bucket's credential before sending;
+                        // without one nothing is sent and it says why, at once.
+                        let bk = &sc.plan.backends[*backend].buckets[*bucket];
+                        let why = if sc.missing.contains(&bk.key) {
+                            Some(format!("no key: ~/.keys/{} not found", bk.key))
+                        } else {
+                            let gap = sc.revoked[ci % sc.revoked.len()];
+                            ci += 1;
+                            gap.then(|| format!("{}: sign in again", bk.name))
+                        };
+                        if let Some(why) = why {
+                            (
+                                t,
+                                Event::NoCredential {
+                                    now: t,
+                                    request: id,
+                                    why,
+                                },
+                            )
+                        } else {
+                            let o = sc.outcomes[oi % sc.outcomes.len()].clone();
+                            oi += 1;
+                            let end = t + o.latency_ms;
+                            (
+                                end,
+                                Event::AttemptFinished {
+                                    now: end,
+                                    request: id,
+                                    outcome: o,
+                                },
+                            )
+                        }
                     }
-                    Action::RefreshToken { .. } => {
+                    Order::Refresh { .. } => {
                         let ok = sc.refreshes[ri % sc.refreshes.len()];
                         ri += 1;
                         let end = t + sc.refresh_latency_ms;
@@ -455,7 +784,7 @@ fn run(sc: &Scenario, roundtrip: bool) -> Trace {
                             },
                         )
                     }
-                    Action::WaitUntil { until_ms } => {
+                    Order::Wait { until_ms } => {
                         let end = (*until_ms).max(t);
                         (
                             end,
@@ -465,7 +794,7 @@ fn run(sc: &Scenario, roundtrip: bool) -> Trace {
                             },
                         )
                     }
-                    _ => unreachable!("is_order"),
+                    Order::Deliver { .. } | Order::Fail(_) => unreachable!("filtered"),
                 };
                 let g = &sc.requests[l.idx];
                 if let Some((k, d)) = g.cancel
@@ -504,6 +833,15 @@ fn run(sc: &Scenario, roundtrip: bool) -> Trace {
                         now: t,
                         request: id,
                         outcome: o,
+                    }),
+                );
+                push(
+                    &mut queue,
+                    t,
+                    Ev::Engine(Event::NoCredential {
+                        now: t,
+                        request: id,
+                        why: "stray".into(),
                     }),
                 );
             }
@@ -554,6 +892,15 @@ enum Check {
     /// A cancelled probe that had already timed out counted as failed: the circuit stays open
     /// until `start + 2 × timeout` (SPEC §5.6).
     ProbeRelease,
+    /// SPEC §5.3 (revised): a bucket without a usable credential is passed over without a
+    /// request: a note, not an attempt (no `max_attempts` count, no `attempt_ended`, no
+    /// circuit, probe or bucket-statistics effect), and the chain moves on whatever
+    /// `failover_status_codes` says.
+    Credential,
+    /// SPEC §5.8 (revised) `mid_stream: continue`: prefills after an interruption, backends
+    /// without `accepts-prefill` passed over without a request, a prefill rejection passed
+    /// over (never the request's error), the original interruption as the final error.
+    Prefill,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -571,7 +918,10 @@ struct VisitM {
     tried: Vec<bool>,
     /// The current bucket had its one extra attempt (Retry-After wait or refresh).
     extra_used: bool,
+    /// Class and status of the last real attempt in this visit (a bucket without a
+    /// credential leaves them as they were).
     last_class: Option<Class>,
+    last_status: Option<u16>,
     last_end: u64,
 }
 
@@ -598,9 +948,16 @@ struct ReqM {
     out: BTreeSet<usize>,
     skipped: BTreeSet<usize>,
     visit: Option<VisitM>,
+    /// Attempts ordered so far; a `Send` answered with `NoCredential` is taken back (SPEC
+    /// §5.3: not an attempt).
     sends: u32,
     floor: Option<u64>,
     interrupted: bool,
+    /// The first interruption the request's error reports (backend, delivered tokens): set
+    /// when a stream breaks under `continue`, `error`, or with network failover off.
+    interruption: Option<(usize, u64)>,
+    /// Buckets passed over for want of a credential: (backend, bucket, why).
+    nocred: Vec<(usize, usize, String)>,
     /// The attempt that just ended carried a prefill.
     prefilled: bool,
     pend: PendM,
@@ -620,12 +977,19 @@ enum Opens {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pred {
     Deliver,
-    Fail,
-    WaitRetry { until: u64 },
+    /// The request fails with this kind (and this headline, where the SPEC pins it).
+    Fail(FailKind, Option<Headline>),
+    WaitRetry {
+        until: u64,
+    },
     Refresh,
-    Retry { delay: u64 },
+    Retry {
+        delay: u64,
+    },
     NextBucket(usize),
-    Move { floor: Option<u64> },
+    Move {
+        floor: Option<u64>,
+    },
     SendSame,
     Unknown,
 }
@@ -674,6 +1038,15 @@ struct Model<'a> {
     done: BTreeSet<u64>,
     step: usize,
     violations: Vec<(Check, usize, String)>,
+    /// The pass-over note the current prediction asks for on the backend being left (SPEC
+    /// §5.8: `no_prefill` for the interrupted backend's own retry, `prefill_rejected`).
+    pass: Cell<Option<SkipReason>>,
+    /// Attempts that ended, per account (bucket statistics, SPEC §5.10).
+    ended_on: BTreeMap<String, u64>,
+    /// Skip notes per backend: (circuit, TPM, no prefill).
+    skip_notes: Vec<(u64, u64, u64)>,
+    /// The step's event is a `NoCredential`.
+    nocred_event: bool,
 }
 
 impl<'a> Model<'a> {
@@ -690,6 +1063,10 @@ impl<'a> Model<'a> {
             done: BTreeSet::new(),
             step: 0,
             violations: Vec::new(),
+            pass: Cell::new(None),
+            ended_on: BTreeMap::new(),
+            skip_notes: vec![(0, 0, 0); n],
+            nocred_event: false,
         }
     }
 
@@ -877,15 +1254,27 @@ impl<'a> Model<'a> {
 
     // --- where a request goes (SPEC §5.2, §5.5, §5.11) ---
 
+    /// Whether request `r` continues a partial answer (SPEC §5.8: `continue`, after an
+    /// interruption): every later attempt carries a prefill.
+    fn prefill_mode(&self, r: u64) -> bool {
+        self.s().mid_stream == MidStream::Continue && self.reqs[&r].interrupted
+    }
+
+    /// Why `b` may be passed over at `now`. `prefill`: the request continues a partial
+    /// answer, so a backend without `accepts-prefill` is out (SPEC §5.8).
     fn skip_reasons(
         &self,
         b: usize,
         now: u64,
         floor: Option<u64>,
+        prefill: bool,
     ) -> Vec<(SkipReason, Option<u64>)> {
         let mut v = Vec::new();
         if floor.is_some_and(|f| self.plan.backends[b].context_limit <= f) {
             v.push((SkipReason::ContextLimit, None));
+        }
+        if prefill && !self.plan.backends[b].accepts_prefill {
+            v.push((SkipReason::NoPrefill, None));
         }
         if let Some((why, until)) = self.circuit_block(b, now) {
             v.push((why, Some(until)));
@@ -901,10 +1290,11 @@ impl<'a> Model<'a> {
     /// The backends a move skips, and the acceptable targets (empty: none left).
     fn expected_move(&self, r: u64, now: u64, floor: Option<u64>) -> (BTreeSet<usize>, Vec<usize>) {
         let req = &self.reqs[&r];
+        let prefill = self.prefill_mode(r);
         let mut skips = BTreeSet::new();
         let mut deferred: Vec<(u64, usize)> = Vec::new();
         for &b in req.order.iter().filter(|b| !req.out.contains(b)) {
-            if !self.skip_reasons(b, now, floor).is_empty() {
+            if !self.skip_reasons(b, now, floor, prefill).is_empty() {
                 skips.insert(b);
                 continue;
             }
@@ -937,6 +1327,32 @@ impl<'a> Model<'a> {
             .is_some_and(|m| self.reqs[&r].sends >= m)
     }
 
+    /// SPEC §5.11: `max_attempts` reached ends the request with its own error.
+    fn capped_fail(&self) -> Pred {
+        Pred::Fail(
+            FailKind::Exhausted,
+            self.s().max_attempts.map(Headline::MaxAttempts),
+        )
+    }
+
+    /// No backend is left to move to: with no attempt at all, every backend was passed over
+    /// (SPEC §5.2, §5.3); a request continuing a partial answer fails with its original
+    /// interruption (SPEC §5.8); otherwise the aggregate error (SPEC §5.4; `NoLargerContext`
+    /// or `Exhausted`, both of kind `Exhausted`).
+    fn none_left(&self, r: u64) -> Pred {
+        if self.reqs[&r].sends == 0 {
+            Pred::Fail(FailKind::AllSkipped, Some(Headline::AllSkipped))
+        } else if self.prefill_mode(r) {
+            Pred::Fail(FailKind::Interrupted, Some(Headline::Interrupted))
+        } else {
+            Pred::Fail(FailKind::Exhausted, None)
+        }
+    }
+
+    fn refused() -> Pred {
+        Pred::Fail(FailKind::Refused, Some(Headline::Refused))
+    }
+
     fn triggers(&self, status: Option<u16>) -> bool {
         let codes = &self.s().status_codes;
         status.is_some_and(|s| codes.contains(&s) || (s == 529 && codes.contains(&503)))
@@ -949,16 +1365,20 @@ impl<'a> Model<'a> {
         let b = req.visit.as_ref().expect("visiting").b;
         let used = req.retries.get(&b).copied().unwrap_or(0);
         if retryable && used < s.retry_count {
-            if self.capped(r) {
-                return Pred::Fail;
+            if self.prefill_mode(r) && !self.plan.backends[b].accepts_prefill {
+                // SPEC §5.8: the retry would carry a prefill this backend does not take: it is
+                // passed over without a request (a `no_prefill` note for it; the breaker counts
+                // the interrupted outcome when the request leaves) and the request moves on —
+                // or ends at `max_attempts`, whose error wins.
+                self.pass.set(Some(SkipReason::NoPrefill));
+                return if self.capped(r) {
+                    self.capped_fail()
+                } else {
+                    Pred::Move { floor: req.floor }
+                };
             }
-            if s.mid_stream == MidStream::Continue
-                && (req.interrupted || class == Class::Interrupted)
-                && !self.plan.backends[b].accepts_prefill
-            {
-                // SPEC §5.8: the retry could only carry a prefill this target rejects without a
-                // request: the request fails at once (no wait for a retry that cannot be sent).
-                return Pred::Fail;
+            if self.capped(r) {
+                return self.capped_fail();
             }
             let delay = if class == Class::Server {
                 s.retry_delay_ms
@@ -969,7 +1389,7 @@ impl<'a> Model<'a> {
             return Pred::Retry { delay };
         }
         if self.capped(r) {
-            Pred::Fail
+            self.capped_fail()
         } else {
             Pred::Move { floor: req.floor }
         }
@@ -981,16 +1401,25 @@ impl<'a> Model<'a> {
         let req = &self.reqs[&r];
         let b = req.visit.as_ref().expect("visiting").b;
         if class == Class::Client && req.prefilled {
-            // SPEC §5.8: the target rejected the prefill: the request fails with the original
-            // interruption.
-            return Pred::Fail;
+            // SPEC §5.8: a `client` answer to a prefilled attempt rejects the prefill: not a
+            // failover trigger of its own and not the request's error; the backend is passed
+            // over (`prefill_rejected`), the breaker counts an answer, the request moves on
+            // whatever `failover_status_codes` says.
+            self.pass.set(Some(SkipReason::PrefillRejected));
+            return if self.capped(r) {
+                self.capped_fail()
+            } else {
+                Pred::Move { floor: req.floor }
+            };
         }
         match class {
             Class::Success => Pred::Deliver,
-            Class::ContentFilter => Pred::Fail,
+            Class::ContentFilter => Self::refused(),
             Class::ContextLength => {
-                if !s.on_context_length || self.capped(r) {
-                    Pred::Fail
+                if !s.on_context_length {
+                    Self::refused()
+                } else if self.capped(r) {
+                    self.capped_fail()
                 } else {
                     let limit = self.plan.backends[b].context_limit;
                     Pred::Move {
@@ -1000,7 +1429,7 @@ impl<'a> Model<'a> {
             }
             Class::Interrupted => {
                 if s.mid_stream == MidStream::Error || !s.on_network_errors {
-                    Pred::Fail
+                    Pred::Fail(FailKind::Interrupted, Some(Headline::Interrupted))
                 } else {
                     self.retry_or_move(r, class, ra, true)
                 }
@@ -1009,21 +1438,21 @@ impl<'a> Model<'a> {
                 if s.on_network_errors {
                     self.retry_or_move(r, class, ra, class == Class::Network)
                 } else {
-                    Pred::Fail
+                    Self::refused()
                 }
             }
             Class::Server => {
                 if self.triggers(status) {
                     self.retry_or_move(r, class, ra, true)
                 } else {
-                    Pred::Fail
+                    Self::refused()
                 }
             }
             Class::Client | Class::RateLimit | Class::Quota | Class::Auth | Class::Forbidden => {
                 if self.triggers(status) {
                     self.retry_or_move(r, class, ra, false)
                 } else {
-                    Pred::Fail
+                    Self::refused()
                 }
             }
         }
@@ -1042,10 +1471,7 @@ impl<'a> Model<'a> {
         let mut tried = v.tried.clone();
         tried[v.k] = true;
         match self.expected_bucket(v.b, &tried, now) {
-            Some(k) if self.capped(r) => {
-                let _ = k;
-                Pred::Fail
-            }
+            Some(_) if self.capped(r) => self.capped_fail(),
             Some(k) => Pred::NextBucket(k),
             None => self.predict_backend(r, class, status, ra),
         }
@@ -1069,7 +1495,7 @@ impl<'a> Model<'a> {
                     && !v.extra_used
                 {
                     if capped {
-                        (Pred::Fail, None)
+                        (self.capped_fail(), None)
                     } else {
                         (Pred::WaitRetry { until: now + ra }, Some(None))
                     }
@@ -1088,9 +1514,14 @@ impl<'a> Model<'a> {
                     cool(u),
                 )
             }
-            Class::Auth if bk.oauth && bk.refreshable && !v.extra_used => {
-                (if capped { Pred::Fail } else { Pred::Refresh }, Some(None))
-            }
+            Class::Auth if bk.oauth && bk.refreshable && !v.extra_used => (
+                if capped {
+                    self.capped_fail()
+                } else {
+                    Pred::Refresh
+                },
+                Some(None),
+            ),
             Class::Auth | Class::Forbidden => (
                 self.predict_advance(r, now, o.class, o.status, o.retry_after_ms),
                 Some(None),
@@ -1147,6 +1578,8 @@ impl<'a> Model<'a> {
 
     fn on_step(&mut self, i: usize, ev: &Event, acts: &[Action]) {
         self.step = i;
+        self.pass.set(None);
+        self.nocred_event = matches!(ev, Event::NoCredential { .. });
         let now = ev.now();
         let r = ev.request();
         let arrival = matches!(ev, Event::RequestArrived { .. });
@@ -1220,6 +1653,8 @@ impl<'a> Model<'a> {
                         sends: 0,
                         floor: None,
                         interrupted: false,
+                        interruption: None,
+                        nocred: Vec::new(),
                         prefilled: false,
                         pend: PendM::None,
                         retries: BTreeMap::new(),
@@ -1231,6 +1666,7 @@ impl<'a> Model<'a> {
                 outcome = Some(o);
                 self.on_attempt(r, now, o, acts)
             }
+            Event::NoCredential { why, .. } => self.on_no_credential(r, now, why, acts),
             Event::RefreshFinished { ok, .. } => self.on_refresh(r, now, *ok, acts),
             Event::TimerFired { .. } => {
                 let req = self.reqs.get_mut(&r).expect("live");
@@ -1277,17 +1713,18 @@ impl<'a> Model<'a> {
         };
         req.pend = PendM::None;
         req.prefilled = prefill;
+        let s = &self.plan.settings;
         if o.class == Class::Interrupted {
             req.interrupted = true;
+            // The interruption the error reports is the FIRST one (SPEC §5.8: "the original
+            // interruption"); `restart` and `buffer` with failover on report none.
+            let reported = s.mid_stream == MidStream::Continue
+                || s.mid_stream == MidStream::Error
+                || !s.on_network_errors;
+            if reported && req.interruption.is_none() {
+                req.interruption = Some((b, o.delivered_tokens));
+            }
         }
-        if let Some(v) = req.visit.as_mut() {
-            v.last_class = Some(o.class);
-            v.last_end = now;
-        }
-        let ended: Vec<&Action> = acts
-            .iter()
-            .filter(|a| matches!(a, Action::AttemptEnded { .. }))
-            .collect();
         let want_status = if matches!(
             o.class,
             Class::Network | Class::Timeout | Class::Interrupted
@@ -1296,6 +1733,20 @@ impl<'a> Model<'a> {
         } else {
             o.status
         };
+        if let Some(v) = req.visit.as_mut() {
+            v.last_class = Some(o.class);
+            v.last_status = want_status;
+            v.last_end = now;
+        }
+        // Bucket statistics count the attempt when it ends (SPEC §5.10).
+        *self
+            .ended_on
+            .entry(self.plan.backends[b].buckets[k].key.clone())
+            .or_default() += 1;
+        let ended: Vec<&Action> = acts
+            .iter()
+            .filter(|a| matches!(a, Action::AttemptEnded { .. }))
+            .collect();
         match ended.as_slice() {
             [
                 Action::AttemptEnded {
@@ -1336,6 +1787,90 @@ impl<'a> Model<'a> {
             return (Pred::Unknown, None);
         }
         self.predict_attempt(r, now, o)
+    }
+
+    /// SPEC §5.3 (revised): the `Send` was answered with `NoCredential`: nothing was sent.
+    /// Not an attempt: the model takes the `Send` back from its count, keeps the visit's last
+    /// real outcome, and expects the chain to move on — to the next untried bucket (a
+    /// `bucket_advanced` note), whatever `failover_status_codes` says; when the chain is used
+    /// up, the backend level of §5.4 decides on the visit's last real outcome (its class and
+    /// status) with no retry left — a retry could only go to a bucket just found without a
+    /// credential — so the request fails over or fails; or, with no real
+    /// attempt in this visit, the request moves to the next backend without a circuit
+    /// result (a probe it took is given back).
+    fn on_no_credential(
+        &mut self,
+        r: u64,
+        now: u64,
+        why: &str,
+        acts: &[Action],
+    ) -> (Pred, Option<Option<u64>>) {
+        let req = self.reqs.get_mut(&r).expect("live");
+        let PendM::Attempt { b, k, .. } = req.pend else {
+            let p = req.pend;
+            self.bad(
+                Check::Credential,
+                format!("#{r}: a missing credential reported while waiting for {p:?}"),
+            );
+            return (Pred::Unknown, None);
+        };
+        req.pend = PendM::None;
+        req.sends -= 1;
+        req.nocred.push((b, k, why.to_string()));
+        let Some(v) = req.visit.as_mut() else {
+            self.bad(
+                Check::Credential,
+                format!("#{r}: a missing credential outside a visit"),
+            );
+            return (Pred::Unknown, None);
+        };
+        v.tried[k] = true;
+        let v = v.clone();
+        let (bn, kn) = (self.bname(b), self.kname(b, k));
+        let notes: Vec<&Action> = acts
+            .iter()
+            .filter(|a| matches!(a, Action::NoCredential { .. }))
+            .collect();
+        let good = matches!(notes.as_slice(), [Action::NoCredential { backend, bucket, why: w }]
+            if backend == bn && bucket == kn && w == why);
+        if !good {
+            self.bad(
+                Check::Credential,
+                format!(
+                    "#{r} at {now}: {bn}/{kn} has no credential ({why}); noted as {}",
+                    render_actions(acts)
+                ),
+            );
+        }
+        if acts
+            .iter()
+            .any(|a| matches!(a, Action::AttemptEnded { .. } | Action::Cooldown { .. }))
+        {
+            self.bad(
+                Check::Credential,
+                format!(
+                    "#{r} at {now}: a bucket passed over without a request is not an attempt, yet: {}",
+                    render_actions(acts)
+                ),
+            );
+        }
+        let pred = match self.expected_bucket(b, &v.tried, now) {
+            Some(next) => Pred::NextBucket(next),
+            None => match v.last_class {
+                Some(class) => {
+                    // Every bucket is used up, so no retry is left: one could only go to a
+                    // bucket just found without a credential.
+                    let rc = self.s().retry_count;
+                    self.reqs.get_mut(&r).expect("live").retries.insert(b, rc);
+                    self.predict_backend(r, class, v.last_status, None)
+                }
+                None if self.capped(r) => self.capped_fail(),
+                None => Pred::Move {
+                    floor: self.reqs[&r].floor,
+                },
+            },
+        };
+        (pred, Some(None))
     }
 
     fn on_refresh(
@@ -1382,6 +1917,49 @@ impl<'a> Model<'a> {
                 Some(None),
             )
         }
+    }
+
+    /// The failure is the one the SPEC asks for: its kind, and its headline where pinned.
+    /// Reported under the rule that decides it: the original interruption under `continue`
+    /// (SPEC §5.8), every backend passed over with buckets lacking credentials (§5.3).
+    fn check_fail(
+        &mut self,
+        r: u64,
+        ctx: &str,
+        kind: FailKind,
+        headline: Option<Headline>,
+        acts: &[Action],
+        cat: Check,
+    ) {
+        let Some((got_kind, got_headline)) = acts.iter().find_map(|a| match a {
+            Action::Fail { kind, headline, .. } => Some((*kind, *headline)),
+            _ => None,
+        }) else {
+            return;
+        };
+        if got_kind == kind && headline.is_none_or(|h| h == got_headline) {
+            return;
+        }
+        let req = &self.reqs[&r];
+        let check = if kind == FailKind::Interrupted || got_kind == FailKind::Interrupted {
+            if self.prefill_mode(r) {
+                Check::Prefill
+            } else {
+                cat
+            }
+        } else if kind == FailKind::AllSkipped || got_kind == FailKind::AllSkipped {
+            if req.nocred.is_empty() {
+                Check::Decision
+            } else {
+                Check::Credential
+            }
+        } else {
+            cat
+        };
+        self.bad(
+            check,
+            format!("{ctx}: failed {got_kind:?} ({got_headline:?}), the SPEC says {kind:?} ({headline:?})"),
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1461,9 +2039,52 @@ impl<'a> Model<'a> {
         } else {
             Check::Decision
         };
-        let prefill_mode = s.mid_stream == MidStream::Continue && self.reqs[&r].interrupted;
+        let prefill_mode = self.prefill_mode(r);
         let plan = self.plan;
         let rejects_prefill = |b: usize| prefill_mode && !plan.backends[b].accepts_prefill;
+        // Pass-over notes (SPEC §5.8) for the backend the request is on: its own retry cannot
+        // carry the prefill, or it rejected the prefill. Every other skip belongs to a move.
+        let here = visit_before.as_ref().map(|v| v.b);
+        let pass_notes: Vec<SkipReason> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::Skipped {
+                    backend, reason, ..
+                } if here.is_some_and(|b| self.bname(b) == backend)
+                    && matches!(reason, SkipReason::NoPrefill | SkipReason::PrefillRejected) =>
+                {
+                    Some(*reason)
+                }
+                _ => None,
+            })
+            .collect();
+        let pass_exp = self.pass.get();
+        let fail_kind = acts.iter().find_map(|a| match a {
+            Action::Fail { kind, .. } => Some(*kind),
+            _ => None,
+        });
+        // The revised rules get their own properties: a decision on a step they govern is
+        // reported under them.
+        let cat = if self.nocred_event {
+            Check::Credential
+        } else if pass_exp.is_some()
+            || !pass_notes.is_empty()
+            || fail_kind == Some(FailKind::Interrupted) && prefill_mode
+        {
+            Check::Prefill
+        } else {
+            cat
+        };
+        if pass_notes != pass_exp.into_iter().collect::<Vec<_>>() {
+            let c = format!("#{r} at {now}");
+            self.bad(
+                Check::Prefill,
+                format!(
+                    "{c}: pass-over notes {pass_notes:?} for {}, SPEC §5.8 says {pass_exp:?}",
+                    here.map_or("-", |b| self.bname(b))
+                ),
+            );
+        }
         // The attempt_ended note says what the engine did next.
         if outcome.is_some() {
             let want = match did {
@@ -1495,6 +2116,7 @@ impl<'a> Model<'a> {
                 Action::Skipped { backend, .. } => Some(self.bi(backend)),
                 _ => None,
             })
+            .filter(|&b| here != Some(b) || pass_notes.is_empty())
             .collect();
         let wait_until = acts.iter().find_map(|a| match a {
             Action::WaitUntil { until_ms } => Some(*until_ms),
@@ -1553,10 +2175,11 @@ impl<'a> Model<'a> {
             ) + &m.where_(r)
         };
         match (pred, did) {
-            (Pred::Unknown, _)
-            | (Pred::Deliver, Did::Deliver)
-            | (Pred::Fail, Did::Fail)
-            | (Pred::Refresh, Did::Refresh) => {}
+            (Pred::Unknown, _) | (Pred::Deliver, Did::Deliver) | (Pred::Refresh, Did::Refresh) => {}
+            (Pred::Fail(kind, headline), Did::Fail) => {
+                let c = ctx(self);
+                self.check_fail(r, &c, kind, headline, acts, cat);
+            }
             (Pred::WaitRetry { until }, Did::Wait) => {
                 if wait_until != Some(until) {
                     let c = ctx(self);
@@ -1575,7 +2198,7 @@ impl<'a> Model<'a> {
                 let ok_follow = if delay > 0 {
                     wait_until == Some(now + delay) && send.is_none()
                 } else {
-                    same || (send.is_none() && rejects_prefill(v.b))
+                    same
                 };
                 if noted != Some(delay) || !ok_follow {
                     let c = ctx(self);
@@ -1604,8 +2227,6 @@ impl<'a> Model<'a> {
                     );
                 }
             }
-            (Pred::SendSame, Did::Fail)
-                if visit_before.as_ref().is_some_and(|v| rejects_prefill(v.b)) => {}
             (Pred::Move { floor }, did) => {
                 let (skips, targets) = self.expected_move(r, now, floor);
                 if skips != skipped_now {
@@ -1632,10 +2253,12 @@ impl<'a> Model<'a> {
                                 ),
                             );
                         }
+                        // SPEC §5.8: a backend that takes no prefill is passed over, never
+                        // moved to (and every move orders its attempt at once).
                         let was_sent = send.is_some();
-                        if was_sent == rejects_prefill(t) {
+                        if !was_sent || rejects_prefill(t) {
                             let c = ctx(self);
-                            self.bad(Check::Decision, format!("{c}: prefill mode {prefill_mode}, {} accepts prefill: {}, sent: {was_sent}", self.bname(t), self.plan.backends[t].accepts_prefill));
+                            self.bad(if rejects_prefill(t) { Check::Prefill } else { Check::Decision }, format!("{c}: prefill mode {prefill_mode}, moved to {} (accepts prefill: {}), sent: {was_sent}", self.bname(t), self.plan.backends[t].accepts_prefill));
                         }
                     }
                     Did::Fail => {
@@ -1649,13 +2272,9 @@ impl<'a> Model<'a> {
                                 ),
                             );
                         }
-                        let kind = acts.iter().find_map(|a| match a {
-                            Action::Fail { kind, .. } => Some(*kind),
-                            _ => None,
-                        });
-                        if arrival && kind != Some(FailKind::AllSkipped) {
+                        if let Pred::Fail(kind, headline) = self.none_left(r) {
                             let c = ctx(self);
-                            self.bad(Check::Decision, format!("{c}: every backend skipped at arrival but the failure is {kind:?}"));
+                            self.check_fail(r, &c, kind, headline, acts, cat);
                         }
                     }
                     other => {
@@ -1815,13 +2434,37 @@ impl<'a> Model<'a> {
             } = a
             {
                 let b = self.bi(backend);
-                let reasons = self.skip_reasons(b, now, req.floor);
-                let check = if matches!(reason, SkipReason::CircuitOpen | SkipReason::ProbeInFlight)
-                {
-                    Check::Stuck
-                } else {
-                    Check::Eligibility
+                let counts = &mut self.skip_notes[b];
+                match reason {
+                    SkipReason::CircuitOpen | SkipReason::ProbeInFlight => counts.0 += 1,
+                    SkipReason::Tpm => counts.1 += 1,
+                    SkipReason::NoPrefill => counts.2 += 1,
+                    _ => {}
+                }
+                if here == Some(b) && !pass_notes.is_empty() {
+                    // A pass-over of the backend being left: checked against the prediction.
+                    continue;
+                }
+                let reasons = self.skip_reasons(b, now, req.floor, prefill_mode);
+                let check = match reason {
+                    SkipReason::CircuitOpen | SkipReason::ProbeInFlight => Check::Stuck,
+                    SkipReason::NoPrefill | SkipReason::PrefillRejected => Check::Prefill,
+                    _ => Check::Eligibility,
                 };
+                // SPEC §5.8: "takes no prefill" is judged before the circuit and TPM (no probe
+                // taken, no skip statistics); the context floor and it are both reasons of
+                // the request itself, in either order.
+                if rejects_prefill(b)
+                    && !matches!(reason, SkipReason::NoPrefill | SkipReason::ContextLimit)
+                {
+                    let c = ctx(self);
+                    self.bad(
+                        Check::Prefill,
+                        format!(
+                            "{c}: skipped {backend} for {reason:?}; it takes no prefill, which is judged first"
+                        ),
+                    );
+                }
                 match reasons.iter().find(|(w, _)| w == reason) {
                     None => {
                         let c = ctx(self);
@@ -1966,6 +2609,7 @@ impl<'a> Model<'a> {
                     tried: vec![false; n],
                     extra_used: false,
                     last_class: None,
+                    last_status: None,
                     last_end: now,
                 });
             } else {
@@ -2044,18 +2688,77 @@ impl<'a> Model<'a> {
                     let b = self.bi(backend);
                     self.tpm[b].push((now, want));
                 }
-                Action::Fail { kind, error } => {
+                Action::Fail {
+                    kind,
+                    headline,
+                    error,
+                    failure,
+                } => {
                     ended = true;
+                    let credential_rule = if req.nocred.is_empty() {
+                        Check::Decision
+                    } else {
+                        Check::Credential
+                    };
                     if *kind == FailKind::AllSkipped {
-                        let missing: Vec<&str> = req
+                        // The error names each backend passed over, and each bucket without a
+                        // credential with the driver's words (SPEC §5.2, §5.3).
+                        let mut missing: Vec<String> = req
                             .skipped
                             .iter()
-                            .map(|&b| self.bname(b))
-                            .filter(|n| !error.contains(n))
+                            .map(|&b| self.bname(b).to_string())
+                            .filter(|n| !error.contains(n.as_str()))
                             .collect();
+                        missing.extend(
+                            req.nocred
+                                .iter()
+                                .map(|(b, k, why)| {
+                                    format!("{}/{}: {why}", self.bname(*b), self.kname(*b, *k))
+                                })
+                                .filter(|n| !error.contains(n.as_str())),
+                        );
                         if req.sends > 0 || !missing.is_empty() {
                             let c = ctx(self);
-                            self.bad(Check::Decision, format!("{c}: all-skipped failure after {} attempts, not naming {missing:?}", req.sends));
+                            self.bad(credential_rule, format!("{c}: all-skipped failure after {} attempts, not naming {missing:?}", req.sends));
+                        }
+                    }
+                    // The aggregate error lists every attempt and only attempts: a bucket
+                    // passed over for want of a credential is not one (SPEC §5.3, §5.4).
+                    if failure.attempts.len() != req.sends as usize {
+                        let c = ctx(self);
+                        self.bad(
+                            credential_rule,
+                            format!(
+                                "{c}: the failure lists {} attempts, the request made {}",
+                                failure.attempts.len(),
+                                req.sends
+                            ),
+                        );
+                    }
+                    // SPEC §5.8: a request that cannot go on fails with its original
+                    // interruption (backend and delivered tokens of the first one).
+                    if *headline == Headline::Interrupted {
+                        let got = failure.interruption.as_ref().map(|i| (i.backend, i.tokens));
+                        let words = req.interruption.map(|(b, t)| {
+                            format!("stream interrupted after {t} tokens from {}", self.bname(b))
+                        });
+                        if got != req.interruption
+                            || words
+                                .as_ref()
+                                .is_none_or(|w| !error.starts_with(w.as_str()))
+                        {
+                            let c = ctx(self);
+                            self.bad(
+                                if prefill_mode {
+                                    Check::Prefill
+                                } else {
+                                    Check::Decision
+                                },
+                                format!(
+                                    "{c}: interrupted failure {got:?} ({error:?}), the first interruption was {:?}",
+                                    req.interruption
+                                ),
+                            );
                         }
                     }
                 }
@@ -2094,6 +2797,44 @@ impl<'a> Model<'a> {
         for l in &trace.leaks {
             self.bad(Check::Stuck, format!("probe leak: {l}"));
         }
+        let shared = &trace.final_state.shared;
+        // SPEC §5.10: bucket statistics count attempts, when they end; a bucket passed over
+        // for want of a credential was not used (SPEC §5.3: not an attempt).
+        let keys: BTreeSet<&str> = self
+            .plan
+            .backends
+            .iter()
+            .flat_map(|b| b.buckets.iter().map(|k| k.key.as_str()))
+            .collect();
+        for key in keys {
+            let want = self.ended_on.get(key).copied().unwrap_or(0);
+            let st = shared.buckets.get(key).map(|b| &b.stats);
+            let got = st.map_or(0, |s| s.requests);
+            let used = st.and_then(|s| s.last_used);
+            if got != want || used.is_some() != (want > 0) {
+                self.bad(
+                    Check::Credential,
+                    format!("account {key}: {got} requests (last used {used:?}) in its statistics, {want} attempts ended on it"),
+                );
+            }
+        }
+        // Skip statistics count circuit and TPM skips only (SPEC §5.10); a backend passed
+        // over for want of a prefill is not counted (SPEC §5.8).
+        for (b, (circuit, tpm, no_prefill)) in self.skip_notes.clone().into_iter().enumerate() {
+            let name = self.bname(b);
+            let st = shared.backends.get(name).map(|x| &x.stats);
+            let got = st.map_or((0, 0), |s| (s.skipped_circuit, s.skipped_tpm));
+            if got != (circuit, tpm) {
+                self.bad(
+                    if no_prefill > 0 {
+                        Check::Prefill
+                    } else {
+                        Check::Eligibility
+                    },
+                    format!("{name}: skip statistics (circuit, tpm) {got:?}, the notes say {:?} ({no_prefill} no-prefill pass-overs, never counted)", (circuit, tpm)),
+                );
+            }
+        }
     }
 }
 
@@ -2108,7 +2849,7 @@ fn names(plan: &Plan, set: &(impl IntoIterator<Item = usize> + Clone)) -> Vec<St
 fn check(sc: &Scenario, trace: &Trace) -> Vec<(Check, usize, String)> {
     let mut m = Model::new(&sc.plan);
     for (i, s) in trace.steps.iter().enumerate() {
-        m.on_step(i, &s.event, &s.actions);
+        m.on_step(i, &s.event, &s.actions(&sc.plan));
     }
     m.finish(trace);
     m.violations
@@ -2140,11 +2881,11 @@ fn render_actions(acts: &[Action]) -> String {
     acts.iter()
         .map(|a| {
             let v = serde_json::to_value(a).expect("serialises");
-            let mut s = a.name().to_string();
+            let mut s = a.name();
             if let serde_json::Value::Object(m) = v {
                 let fields: Vec<String> = m
                     .iter()
-                    .filter(|(k, _)| *k != "action" && *k != "error")
+                    .filter(|(k, _)| !matches!(k.as_str(), "action" | "error" | "failure"))
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
                 if !fields.is_empty() {
@@ -2172,6 +2913,9 @@ fn render_event(e: &Event) -> String {
         }
         Event::RefreshFinished { now, request, ok } => {
             format!("{now:>7} #{request} refresh ok={ok}")
+        }
+        Event::NoCredential { now, request, why } => {
+            format!("{now:>7} #{request} no credential: {why}")
         }
         Event::TimerFired { now, request } => format!("{now:>7} #{request} timer fired"),
         Event::RequestCancelled { now, request } => format!("{now:>7} #{request} cancelled"),
@@ -2208,12 +2952,15 @@ fn render_plan(p: &Plan) -> String {
 
 fn transcript(sc: &Scenario, trace: &Trace) -> String {
     let mut s = render_plan(&sc.plan);
+    if !sc.missing.is_empty() {
+        let _ = writeln!(s, "no credential: {:?}", sc.missing);
+    }
     for (i, st) in trace.steps.iter().enumerate() {
         let _ = writeln!(
             s,
             "{i:>4} {} -> {}",
             render_event(&st.event),
-            render_actions(&st.actions)
+            render_actions(&st.actions(&sc.plan))
         );
     }
     s
@@ -2328,6 +3075,26 @@ proptest! {
         prop_assert_eq!(&a.final_state, &b.final_state);
     }
 
+    /// SPEC §5.3 (revised): a bucket without a usable credential is passed over without a
+    /// request — a `no_credential` note, not an attempt (no `max_attempts` count, no
+    /// `attempt_ended`, no circuit, probe or bucket-statistics effect) — and the chain moves to
+    /// the next bucket, then (on the visit's last real outcome, or straight on when there was
+    /// none) to the next backend; with nothing attempted at all the request fails all-skipped.
+    #[test]
+    fn a_bucket_without_a_credential_is_passed_over_without_an_attempt(sc in arb_scenario()) {
+        assert_clean(&sc, &[Check::Credential])?;
+    }
+
+    /// SPEC §5.8 (revised) `mid_stream: continue`: after an interruption every attempt
+    /// carries the prefill; a backend without `accepts-prefill` is passed over without a
+    /// request (its own retry included); a `client` answer to a prefill is a rejection that
+    /// moves on; with no backend left the request fails with the first interruption, unless
+    /// `max_attempts` ended it first.
+    #[test]
+    fn continue_passes_over_backends_that_take_no_prefill(sc in arb_scenario()) {
+        assert_clean(&sc, &[Check::Prefill])?;
+    }
+
     /// SPEC §5.1, §5.9: a state restored from JSON after any step decides exactly as the
     /// original.
     #[test]
@@ -2338,8 +3105,8 @@ proptest! {
             prop_assert!(
                 a == b,
                 "step {} differs after a round trip:\n  plain: {} -> {}\n  json:  {} -> {}",
-                i, render_event(&a.event), render_actions(&a.actions),
-                render_event(&b.event), render_actions(&b.actions)
+                i, render_event(&a.event), render_actions(&a.actions(&sc.plan)),
+                render_event(&b.event), render_actions(&b.actions(&sc.plan))
             );
         }
         prop_assert_eq!(plain.steps.len(), json.steps.len());
@@ -2367,6 +3134,19 @@ fn first_considered(acts: &[Action]) -> Option<String> {
     })
 }
 
+/// A scenario of the round-robin properties: every credential present.
+fn rr_scenario(plan: Plan, requests: Vec<ReqGen>, outcomes: Vec<Outcome>) -> Scenario {
+    Scenario {
+        plan,
+        requests,
+        outcomes,
+        refreshes: vec![true],
+        refresh_latency_ms: 0,
+        missing: BTreeSet::new(),
+        revoked: vec![false],
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -2379,14 +3159,14 @@ proptest! {
         outs in prop::collection::vec(arb_outcome_of(Just(Class::Success)), 1..=10),
     ) {
         let requests = reqs.into_iter().map(|r| ReqGen { cancel: None, ..r }).collect();
-        let sc = Scenario { plan, requests, outcomes: outs, refreshes: vec![true], refresh_latency_ms: 0 };
+        let sc = rr_scenario(plan, requests, outs);
         let trace = run(&sc, false);
         let k = sc.plan.backends.len();
         let mut counts = vec![0u32; k];
         let mut arrivals = 0usize;
         for st in &trace.steps {
             if let Event::RequestArrived { .. } = st.event {
-                let first = first_considered(&st.actions);
+                let first = first_considered(&st.actions(&sc.plan));
                 prop_assert_eq!(first.as_deref(), Some(sc.plan.backends[arrivals % k].name.as_str()),
                     "request {} (arrival {}) should start on B{}:\n{}", st.event.request(), arrivals, arrivals % k, transcript(&sc, &trace));
                 counts[arrivals % k] += 1;
@@ -2413,13 +3193,13 @@ proptest! {
              .prop_map(|(st, mut o)| { o.status = Some(st); o }),
             1..=20),
     ) {
-        let sc = Scenario { plan, requests: reqs, outcomes: outs, refreshes: vec![true], refresh_latency_ms: 0 };
+        let sc = rr_scenario(plan, reqs, outs);
         let trace = run(&sc, false);
         let k = sc.plan.backends.len();
         let mut arrivals = 0usize;
         for st in &trace.steps {
             if let Event::RequestArrived { .. } = st.event {
-                let first = first_considered(&st.actions);
+                let first = first_considered(&st.actions(&sc.plan));
                 prop_assert_eq!(first.as_deref(), Some(sc.plan.backends[arrivals % k].name.as_str()),
                     "arrival {} should consider B{} first:\n{}", arrivals, arrivals % k, transcript(&sc, &trace));
                 arrivals += 1;
@@ -2453,10 +3233,10 @@ fn one_backend(
     ))
 }
 
-fn feed(state: &mut EngineState, event: &Event) -> Vec<Action> {
-    let (s, a) = decide(std::mem::take(state), event);
+fn feed(state: &mut EngineState, plan: &Plan, event: &Event) -> Vec<Action> {
+    let (s, step) = decide(std::mem::take(state), event);
     *state = s;
-    a
+    actions(plan, &step, event.now())
 }
 
 fn outcome(class: Class, status: Option<u16>, latency_ms: u64) -> Outcome {
@@ -2481,14 +3261,16 @@ fn circuit_opens_at_the_401_not_at_the_failed_refresh() {
     let mut st = EngineState::default();
     feed(
         &mut st,
+        &plan,
         &Event::RequestArrived {
             now: 0,
             request: 1,
-            plan,
+            plan: plan.clone(),
         },
     );
     let a = feed(
         &mut st,
+        &plan,
         &Event::AttemptFinished {
             now: 100,
             request: 1,
@@ -2498,6 +3280,7 @@ fn circuit_opens_at_the_401_not_at_the_failed_refresh() {
     assert!(a.iter().any(|a| matches!(a, Action::RefreshToken { .. })));
     let a = feed(
         &mut st,
+        &plan,
         &Event::RefreshFinished {
             now: 2_000,
             request: 1,
@@ -2519,14 +3302,16 @@ fn circuit_opens_at_the_interruption_not_after_a_useless_retry_wait() {
     let mut st = EngineState::default();
     feed(
         &mut st,
+        &plan,
         &Event::RequestArrived {
             now: 0,
             request: 1,
-            plan,
+            plan: plan.clone(),
         },
     );
     let a = feed(
         &mut st,
+        &plan,
         &Event::AttemptFinished {
             now: 100,
             request: 1,
@@ -2540,6 +3325,7 @@ fn circuit_opens_at_the_interruption_not_after_a_useless_retry_wait() {
     }) {
         all.extend(feed(
             &mut st,
+            &plan,
             &Event::TimerFired {
                 now: until,
                 request: 1,
@@ -2556,6 +3342,7 @@ fn a_cancelled_timed_out_probe_does_not_reopen_the_circuit_early() {
     let mut st = EngineState::default();
     feed(
         &mut st,
+        &plan,
         &Event::RequestArrived {
             now: 0,
             request: 1,
@@ -2564,6 +3351,7 @@ fn a_cancelled_timed_out_probe_does_not_reopen_the_circuit_early() {
     );
     let a = feed(
         &mut st,
+        &plan,
         &Event::AttemptFinished {
             now: 0,
             request: 1,
@@ -2573,6 +3361,7 @@ fn a_cancelled_timed_out_probe_does_not_reopen_the_circuit_early() {
     assert_eq!(opened_until(&a), Some(1_000));
     let a = feed(
         &mut st,
+        &plan,
         &Event::RequestArrived {
             now: 1_000,
             request: 2,
@@ -2587,6 +3376,7 @@ fn a_cancelled_timed_out_probe_does_not_reopen_the_circuit_early() {
     // [2 000, 3 000) (SPEC §5.6). Cancelling its request at 2 500 must not change that.
     feed(
         &mut st,
+        &plan,
         &Event::RequestCancelled {
             now: 2_500,
             request: 2,
@@ -2594,10 +3384,11 @@ fn a_cancelled_timed_out_probe_does_not_reopen_the_circuit_early() {
     );
     let a = feed(
         &mut st,
+        &plan,
         &Event::RequestArrived {
             now: 2_500,
             request: 3,
-            plan,
+            plan: plan.clone(),
         },
     );
     assert!(
@@ -2611,5 +3402,272 @@ fn a_cancelled_timed_out_probe_does_not_reopen_the_circuit_early() {
         )),
         "{}",
         render_actions(&a)
+    );
+}
+
+/// The generator reaches every situation of the revised rules (SPEC §5.3 credentials, §5.8
+/// `continue`) often enough for the properties above to mean something: counted over 256
+/// scenarios drawn with a fixed seed.
+#[test]
+fn the_generator_reaches_the_revised_rules() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = arb_scenario();
+    let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
+    for _ in 0..256 {
+        let sc = strategy
+            .new_tree(&mut runner)
+            .expect("a scenario")
+            .current();
+        let trace = run(&sc, false);
+        for st in &trace.steps {
+            let acts = st.actions(&sc.plan);
+            let mut hit = |k| *seen.entry(k).or_default() += 1;
+            let nocred = matches!(st.event, Event::NoCredential { .. });
+            for a in &acts {
+                match a {
+                    Action::NoCredential { .. } => hit("no_credential note"),
+                    Action::BucketAdvanced { .. } if nocred => hit("no_credential → next bucket"),
+                    Action::Failover { .. } if nocred => hit("no_credential → next backend"),
+                    Action::Retry { .. } if nocred => {
+                        hit("no_credential → retry (last real outcome)");
+                    }
+                    Action::Skipped {
+                        reason: SkipReason::NoPrefill,
+                        ..
+                    } => hit("no_prefill skip"),
+                    Action::Skipped {
+                        reason: SkipReason::PrefillRejected,
+                        ..
+                    } => hit("prefill_rejected"),
+                    Action::Send { prefill: true, .. } => hit("prefilled send"),
+                    Action::Fail {
+                        kind: FailKind::AllSkipped,
+                        failure,
+                        ..
+                    } if failure
+                        .skipped
+                        .iter()
+                        .any(|s| s.reason == SkipReason::NoCredential) =>
+                    {
+                        hit("all skipped with a bucket without credential");
+                    }
+                    Action::Fail {
+                        kind: FailKind::Interrupted,
+                        ..
+                    } if sc.plan.settings.mid_stream == MidStream::Continue => {
+                        hit("continue: failed with the interruption");
+                    }
+                    Action::Fail {
+                        headline: Headline::MaxAttempts(_),
+                        failure,
+                        ..
+                    } if failure.interruption.is_some()
+                        && sc.plan.settings.mid_stream == MidStream::Continue =>
+                    {
+                        hit("continue: max_attempts wins");
+                    }
+                    _ => {}
+                }
+            }
+            if matches!(st.event, Event::AttemptFinished { .. })
+                && acts.iter().any(|a| {
+                    matches!(
+                        a,
+                        Action::Skipped {
+                            reason: SkipReason::NoPrefill,
+                            ..
+                        }
+                    )
+                })
+                && !acts.iter().any(|a| matches!(a, Action::Failover { .. }))
+                && acts.iter().any(|a| matches!(a, Action::Fail { .. }))
+            {
+                hit("no_prefill pass-over then no backend left");
+            }
+        }
+    }
+    eprintln!("{seen:#?}");
+    for k in [
+        "no_credential note",
+        "no_credential → next bucket",
+        "no_credential → next backend",
+        "no_prefill skip",
+        "prefill_rejected",
+        "prefilled send",
+        "all skipped with a bucket without credential",
+        "continue: failed with the interruption",
+    ] {
+        assert!(seen.get(k).copied().unwrap_or(0) >= 3, "{k}: {seen:#?}");
+    }
+}
+
+fn arrive(st: &mut EngineState, plan: &Arc<Plan>, now: u64, request: u64) -> Vec<Action> {
+    feed(
+        st,
+        plan,
+        &Event::RequestArrived {
+            now,
+            request,
+            plan: plan.clone(),
+        },
+    )
+}
+
+/// SPEC §5.3 (revised): a bucket without a credential is a note, not an attempt: under
+/// `max_attempts: 1` the next bucket still gets its one attempt, numbered 1, and the bucket
+/// passed over is not counted in its statistics.
+#[test]
+fn a_bucket_without_a_credential_is_not_an_attempt() {
+    let plan = Arc::new(build_plan(
+        vec![(0, vec![(false, false), (false, false)], 0, true)],
+        Policy::Failover,
+        FailoverSettings {
+            max_attempts: Some(1),
+            breaker_threshold: Some(1),
+            ..FailoverSettings::default()
+        },
+    ));
+    let mut st = EngineState::default();
+    arrive(&mut st, &plan, 0, 1);
+    let a = feed(
+        &mut st,
+        &plan,
+        &Event::NoCredential {
+            now: 0,
+            request: 1,
+            why: "no key: ~/.key not found".into(),
+        },
+    );
+    assert_eq!(
+        render_actions(&a),
+        r#"no_credential(backend="B0" bucket="k0" why="no key: ~/.key not found"); bucket_advanced(backend="B0" from="k0" to="k1"); send(backend="B0" bucket="k1" attempt=1 prefill=false)"#
+    );
+    let a = feed(
+        &mut st,
+        &plan,
+        &Event::AttemptFinished {
+            now: 100,
+            request: 1,
+            outcome: outcome(Class::Success, Some(200), 100),
+        },
+    );
+    assert!(matches!(a.last(), Some(Action::Deliver { bucket, .. }) if bucket == "k1"));
+    let stats = |key: &str| {
+        st.shared
+            .buckets
+            .get(key)
+            .map(|b| (b.stats.requests, b.stats.last_used))
+    };
+    assert_eq!(stats("p0/k0").unwrap_or((0, None)), (0, None));
+    assert_eq!(stats("p0/k1"), Some((1, Some(0))));
+}
+
+/// SPEC §5.3 (revised): with no credential anywhere, nothing is attempted: the request fails
+/// all-skipped, naming each bucket with the driver's words, and the circuits are untouched.
+#[test]
+fn no_credential_anywhere_fails_all_skipped() {
+    let plan = Arc::new(build_plan(
+        vec![
+            (0, vec![(false, false)], 0, true),
+            (1, vec![(true, true)], 0, true),
+        ],
+        Policy::Failover,
+        FailoverSettings {
+            breaker_threshold: Some(1),
+            status_codes: Vec::new(),
+            ..FailoverSettings::default()
+        },
+    ));
+    let mut st = EngineState::default();
+    arrive(&mut st, &plan, 0, 1);
+    let no_cred = |why: &str| Event::NoCredential {
+        now: 5,
+        request: 1,
+        why: why.into(),
+    };
+    let a = feed(&mut st, &plan, &no_cred("no key: ~/.key not found"));
+    assert!(
+        matches!(a.as_slice(), [Action::NoCredential { .. }, Action::Failover { from, to }, Action::Send { attempt: 1, .. }] if from == "B0" && to == "B1"),
+        "{}",
+        render_actions(&a)
+    );
+    let a = feed(&mut st, &plan, &no_cred("k0: sign in again"));
+    let Some(Action::Fail { kind, error, .. }) = a.last() else {
+        panic!("{}", render_actions(&a));
+    };
+    assert_eq!(*kind, FailKind::AllSkipped);
+    assert!(error.contains("B0/k0: no key: ~/.key not found"), "{error}");
+    assert!(error.contains("B1/k0: k0: sign in again"), "{error}");
+    for b in ["B0", "B1"] {
+        assert_eq!(
+            st.shared.backends[b].circuit,
+            Circuit::Closed { failures: 0 }
+        );
+    }
+}
+
+/// SPEC §5.8 (revised) `continue`: the interrupted backend takes no prefill, so its retry is
+/// not sent (a `no_prefill` pass-over; the breaker counts the interruption); the next
+/// backend rejects the prefill (a `client` answer: passed over, counted as an answer); no
+/// backend is left, so the request fails with the original interruption, not the rejection.
+#[test]
+fn continue_passes_over_and_fails_with_the_original_interruption() {
+    let plan = Arc::new(build_plan(
+        vec![
+            (0, vec![(false, false)], 0, false),
+            (1, vec![(false, false)], 0, true),
+        ],
+        Policy::Failover,
+        FailoverSettings {
+            mid_stream: MidStream::Continue,
+            retry_count: 2,
+            breaker_threshold: Some(1),
+            status_codes: vec![500],
+            ..FailoverSettings::default()
+        },
+    ));
+    let mut st = EngineState::default();
+    arrive(&mut st, &plan, 0, 1);
+    let a = feed(
+        &mut st,
+        &plan,
+        &Event::AttemptFinished {
+            now: 100,
+            request: 1,
+            outcome: outcome(Class::Interrupted, None, 100),
+        },
+    );
+    assert_eq!(
+        render_actions(&a),
+        r#"attempt_ended(backend="B0" bucket="k0" started_ms=0 class="interrupted" status=null latency_ms=100 then="failover"); skipped(backend="B0" reason="no_prefill" until_ms=null); circuit_opened(backend="B0" until_ms=30100); failover(from="B0" to="B1"); send(backend="B1" bucket="k0" attempt=2 prefill=true)"#
+    );
+    let a = feed(
+        &mut st,
+        &plan,
+        &Event::AttemptFinished {
+            now: 200,
+            request: 1,
+            outcome: outcome(Class::Client, Some(400), 100),
+        },
+    );
+    assert!(a.iter().any(|a| matches!(a, Action::Skipped { backend, reason: SkipReason::PrefillRejected, .. } if backend == "B1")), "{}", render_actions(&a));
+    let Some(Action::Fail {
+        kind,
+        error,
+        failure,
+        ..
+    }) = a.last()
+    else {
+        panic!("{}", render_actions(&a));
+    };
+    assert_eq!(*kind, FailKind::Interrupted);
+    assert!(
+        error.starts_with("stream interrupted after 5 tokens from B0"),
+        "{error}"
+    );
+    assert_eq!(failure.attempts.len(), 2);
+    assert_eq!(
+        st.shared.backends["B1"].circuit,
+        Circuit::Closed { failures: 0 }
     );
 }

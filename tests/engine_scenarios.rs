@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use llxprt::engine::plan::{BackendPlan, BucketPlan, FailoverSettings, Plan, Policy};
-use llxprt::engine::{Action, Class, EngineState, Event, Outcome};
+use llxprt::engine::{Class, EngineState, Event, Note, Order, Outcome, SkipReason, Step};
 use llxprt::profile::settings::Settings;
 use llxprt::simulate::{self, Summary, trace::Trace};
 use serde_json::{Value, json};
@@ -554,32 +554,42 @@ fn spec_5_6_probe_in_flight_is_skipped_by_others_and_a_stale_probe_counts_failed
     // At 1010 a is half-open: request 2 takes the probe and goes quiet (its process died).
     let a2 = st.step(&arrive(1010, 2));
     assert!(
-        a2.iter()
-            .any(|a| matches!(a, Action::CircuitHalfOpen { backend } if backend == "a"))
+        a2.notes
+            .iter()
+            .any(|a| matches!(a, Note::CircuitHalfOpen { backend: 0 }))
     );
     // Request 3 meanwhile skips a: a probe is in flight.
     let a3 = st.step(&arrive(1500, 3));
     assert!(
-        a3.iter().any(
-            |a| matches!(a, Action::Skipped { backend, until_ms: Some(2010), .. } if backend == "a")
-        ),
+        a3.notes.iter().any(|a| matches!(
+            a,
+            Note::Skipped {
+                backend: 0,
+                reason: SkipReason::ProbeInFlight,
+                until_ms: Some(2010)
+            }
+        )),
         "{a3:?}"
     );
     st.step(&done(1600, 3, Class::Success));
     // At 2500 the probe is overdue (1010 + 1000): it counts as failed, open again from 2010.
     let a4 = st.step(&arrive(2500, 4));
     assert!(
-        a4.iter().any(
-            |a| matches!(a, Action::Skipped { backend, until_ms: Some(3010), .. } if backend == "a")
-        ),
+        a4.notes.iter().any(|a| matches!(
+            a,
+            Note::Skipped {
+                backend: 0,
+                reason: SkipReason::CircuitOpen,
+                until_ms: Some(3010)
+            }
+        )),
         "{a4:?}"
     );
     st.step(&done(2600, 4, Class::Success));
     // Never stuck: at 3010 it is eligible again.
     let a5 = st.step(&arrive(3010, 5));
     assert!(
-        a5.iter()
-            .any(|a| matches!(a, Action::Send { backend, .. } if backend == "a")),
+        matches!(a5.next, Some(Order::Send { backend: 0, .. })),
         "{a5:?}"
     );
 }
@@ -627,15 +637,16 @@ fn spec_5_1_a_cancelled_request_releases_its_probe() {
         plan: plan.clone(),
     });
     assert!(
-        a.iter()
-            .any(|x| matches!(x, Action::CircuitHalfOpen { .. }))
+        a.notes
+            .iter()
+            .any(|x| matches!(x, Note::CircuitHalfOpen { .. }))
     );
-    assert!(
+    assert_eq!(
         st.step(&Event::RequestCancelled {
             now: 210,
             request: 2
-        })
-        .is_empty()
+        }),
+        Step::default()
     );
     let b = st.step(&Event::RequestArrived {
         now: 220,
@@ -643,8 +654,9 @@ fn spec_5_1_a_cancelled_request_releases_its_probe() {
         plan,
     });
     assert!(
-        b.iter()
-            .any(|x| matches!(x, Action::CircuitHalfOpen { .. })),
+        b.notes
+            .iter()
+            .any(|x| matches!(x, Note::CircuitHalfOpen { .. })),
         "the probe is free again: {b:?}"
     );
     assert!(!st.shared.lbs["a"].stats.failures.contains_key("cancelled"));
@@ -836,7 +848,7 @@ fn spec_5_9_state_from_a_clock_that_ran_ahead_is_cut_back_on_load() {
     assert_eq!(cut, 1000 + llxprt::engine::MAX_COOLDOWN_MS);
     // Still cooling (cut back, not cleared): k2 goes first.
     assert!(
-        matches!(&actions[0], Action::Send { bucket, .. } if bucket == "k2"),
+        matches!(actions.next, Some(Order::Send { bucket: 1, .. })),
         "{actions:?}"
     );
 }
@@ -876,4 +888,386 @@ fn spec_5_11_a_circuit_opens_at_the_end_of_the_last_attempt_not_after_a_failed_r
         1100,
         "opened at 100, when the 401 arrived"
     );
+}
+
+/// A plan of model backends named `names` (one `default` bucket each, API keys, own
+/// accounts), with these settings and `accepts-prefill` per backend.
+fn engine_plan(names: &[(&str, bool)], settings: FailoverSettings) -> Arc<Plan> {
+    Arc::new(Plan {
+        lb: "lb".into(),
+        policy: Policy::Failover,
+        backends: names
+            .iter()
+            .map(|(n, prefill)| BackendPlan {
+                name: (*n).into(),
+                provider: "openai".into(),
+                model: "m".into(),
+                fingerprint: format!("f-{n}"),
+                buckets: ["k1", "k2"]
+                    .iter()
+                    .map(|k| BucketPlan {
+                        name: (*k).into(),
+                        key: format!("openai/{n}-{k}"),
+                        oauth: false,
+                        refreshable: false,
+                    })
+                    .collect(),
+                context_limit: 0,
+                accepts_prefill: *prefill,
+            })
+            .collect(),
+        settings,
+    })
+}
+
+#[test]
+fn spec_5_3_a_bucket_without_a_key_is_passed_over_without_a_request_or_a_circuit_count() {
+    // Default status codes (401 not among them) and a breaker of threshold 1: a missing key
+    // is neither an answer nor a failure.
+    let plan = engine_plan(
+        &[("a", false), ("b", false)],
+        FailoverSettings {
+            breaker_threshold: Some(1),
+            max_attempts: Some(1),
+            ..FailoverSettings::default()
+        },
+    );
+    let mut st = EngineState::default();
+    let first = st.step(&Event::RequestArrived {
+        now: 0,
+        request: 1,
+        plan: plan.clone(),
+    });
+    assert!(matches!(
+        first.next,
+        Some(Order::Send {
+            backend: 0,
+            bucket: 0,
+            ..
+        })
+    ));
+    let missing = |now, why: &str| Event::NoCredential {
+        now,
+        request: 1,
+        why: why.into(),
+    };
+    // a/k1 has no key: the chain moves to a/k2 …
+    let s = st.step(&missing(1, "no key: ~/.a1 not found"));
+    assert!(
+        matches!(
+            s.next,
+            Some(Order::Send {
+                backend: 0,
+                bucket: 1,
+                attempt: 1,
+                ..
+            })
+        ),
+        "{s:?}"
+    );
+    assert!(s.notes.iter().any(|n| matches!(
+        n,
+        Note::NoCredential {
+            backend: 0,
+            bucket: 0,
+            ..
+        }
+    )));
+    // … then, a/k2 without a key either, to b, whatever failover_status_codes says; neither
+    // pass-over counts towards max_attempts (1 here).
+    let s = st.step(&missing(2, "no key: ~/.a2 not found"));
+    assert!(
+        matches!(
+            s.next,
+            Some(Order::Send {
+                backend: 1,
+                bucket: 0,
+                attempt: 1,
+                ..
+            })
+        ),
+        "{s:?}"
+    );
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| matches!(n, Note::Failover { from: 0, to: 1 }))
+    );
+    assert!(
+        !s.notes
+            .iter()
+            .any(|n| matches!(n, Note::AttemptEnded { .. } | Note::CircuitOpened { .. }))
+    );
+    let s = st.step(&Event::AttemptFinished {
+        now: 3,
+        request: 1,
+        outcome: Outcome::of(Class::Success),
+    });
+    assert!(matches!(s.next, Some(Order::Deliver { backend: 1, .. })));
+    let a = &st.shared.backends["a"];
+    assert_eq!(a.circuit.view(4, 30_000), "closed");
+    assert_eq!(
+        a.stats.failures.len(),
+        0,
+        "no failure counted for a: {:?}",
+        a.stats.failures
+    );
+    assert_eq!(
+        st.shared
+            .buckets
+            .get("openai/a-k1")
+            .map_or(0, |b| b.stats.requests),
+        0
+    );
+}
+
+#[test]
+fn spec_5_3_when_no_bucket_anywhere_has_a_key_the_request_fails_naming_each() {
+    let plan = engine_plan(&[("a", false)], FailoverSettings::default());
+    let mut st = EngineState::default();
+    st.step(&Event::RequestArrived {
+        now: 0,
+        request: 1,
+        plan: plan.clone(),
+    });
+    st.step(&Event::NoCredential {
+        now: 0,
+        request: 1,
+        why: "no key: ~/.k1 not found".into(),
+    });
+    let s = st.step(&Event::NoCredential {
+        now: 0,
+        request: 1,
+        why: "no key in ~/.k2: the file is empty".into(),
+    });
+    let Some(Order::Fail(f)) = &s.next else {
+        panic!("{s:?}")
+    };
+    assert_eq!(f.kind, llxprt::engine::FailKind::AllSkipped);
+    let msg = llxprt::narrate::failure(&plan, f, 0);
+    assert_eq!(
+        msg,
+        "no backend could be tried:\n  a/k1: no key: ~/.k1 not found\n  a/k2: no key in ~/.k2: the file is empty"
+    );
+    assert!(!msg.contains("401") && !msg.contains("auth"), "{msg}");
+}
+
+#[test]
+fn spec_5_3_after_an_answer_a_bucket_without_a_key_leaves_the_decision_to_that_answer() {
+    // a/k1 answers 429 (not a failover status here), a/k2 has no key: the backend failed with
+    // the 429, which does not trigger failover: the request fails with it.
+    let plan = engine_plan(
+        &[("a", false), ("b", false)],
+        FailoverSettings {
+            status_codes: vec![500],
+            ..FailoverSettings::default()
+        },
+    );
+    let mut st = EngineState::default();
+    st.step(&Event::RequestArrived {
+        now: 0,
+        request: 1,
+        plan: plan.clone(),
+    });
+    st.step(&Event::AttemptFinished {
+        now: 5,
+        request: 1,
+        outcome: Outcome {
+            status: Some(429),
+            ..Outcome::of(Class::RateLimit)
+        },
+    });
+    let s = st.step(&Event::NoCredential {
+        now: 6,
+        request: 1,
+        why: "no key".into(),
+    });
+    let Some(Order::Fail(f)) = &s.next else {
+        panic!("{s:?}")
+    };
+    assert_eq!(f.kind, llxprt::engine::FailKind::Refused);
+}
+
+/// Request 1: `a` answers 429 once, then `b` answers; request 2 goes wherever the accounts
+/// say: `a` first again only when `b` shares its (cooling) account.
+fn second_request_after_a_429(a: &Value, b: &Value) -> Vec<String> {
+    let (lines, s) = run(&json!({
+        "version": 1, "profile": "lb",
+        "profiles": {"a": a, "b": b, "lb": lb("failover", &["a", "b"], json!({}))},
+        "requests": [{"at_ms": 0}, {"at_ms": 1000}],
+        "outcomes": {"a": {"*": [{"status": 429, "times": 1}, {"status": 200}]}}
+    }));
+    assert_eq!(sends(&lines, 1).len(), 2);
+    assert!(s.requests.iter().all(|r| r.result == "ok"));
+    sends(&lines, 2)
+}
+
+#[test]
+fn spec_5_9_two_openai_profiles_on_different_servers_or_keys_keep_separate_cooldowns() {
+    let keyed = |base: Option<&str>, keyfile: &str| {
+        let mut m = json!({"version": 1, "provider": "openai", "model": "m",
+                           "ephemeralSettings": {"auth-keyfile": keyfile}});
+        if let Some(u) = base {
+            m["ephemeralSettings"]["base-url"] = json!(u);
+        }
+        m
+    };
+    // Another server: b's account is not cooling, so request 2 starts on b.
+    assert_eq!(
+        second_request_after_a_429(
+            &keyed(None, "~/.openai_key"),
+            &keyed(Some("https://api.synthetic.new/openai/v1"), "~/.openai_key")
+        ),
+        ["b/default"]
+    );
+    // Another key on the same server: likewise.
+    assert_eq!(
+        second_request_after_a_429(&keyed(None, "~/.openai_key"), &keyed(None, "~/.other_key")),
+        ["b/default"]
+    );
+    // The same server (spelled differently) and the same key source: one account, cooling for
+    // both, so the primary is first again.
+    assert_eq!(
+        second_request_after_a_429(
+            &keyed(None, "~/.openai_key"),
+            &keyed(Some("https://API.OpenAI.com/v1/"), "~/.openai_key")
+        ),
+        ["a/default"]
+    );
+}
+
+#[test]
+fn spec_5_9_named_buckets_are_shared_across_profiles() {
+    assert_eq!(
+        second_request_after_a_429(&model("openai", &["work"]), &model("codex", &["work"])),
+        ["a/work"],
+        "openai/work is one account for both profiles"
+    );
+    assert_eq!(
+        second_request_after_a_429(&model("openai", &["work"]), &model("openai", &["home"])),
+        ["b/home"]
+    );
+}
+
+#[test]
+fn spec_5_8_continue_with_the_default_retry_count_moves_to_a_backend_that_takes_a_prefill() {
+    let (lines, s) = run(&json!({
+        "version": 1, "profile": "lb",
+        "profiles": {"a": model("openai", &[]), "b": model("openai", &[]), "c": model("anthropic", &[]),
+                     "lb": lb("failover", &["a", "b", "c"], json!({"mid_stream": "continue"}))},
+        "requests": [{"at_ms": 0}],
+        "outcomes": {"a": {"*": [{"interrupted_after_tokens": 9}]}}
+    }));
+    assert_eq!(s.requests[0].result, "ok", "{lines:?}");
+    assert_eq!(sends(&lines, 1), ["a/default", "c/default"]);
+    assert_eq!(actions(&lines, 1, "send")[1]["prefill"], true);
+    let skipped: Vec<(&str, &str)> = actions(&lines, 1, "skipped")
+        .iter()
+        .map(|l| {
+            (
+                l["backend"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(skipped, [("a", "no_prefill"), ("b", "no_prefill")]);
+    assert!(
+        actions(&lines, 1, "retry").is_empty(),
+        "no retry is sent where no prefill is taken"
+    );
+    assert_eq!(
+        s.requests[0].attempts.len(),
+        2,
+        "a pass-over is not an attempt"
+    );
+}
+
+#[test]
+fn spec_5_8_a_prefill_rejection_passes_over_to_a_third_backend_and_counts_as_an_answer() {
+    let (lines, s) = run(&json!({
+        "version": 1, "profile": "lb",
+        "profiles": {"a": model("openai", &[]), "b": model("anthropic", &[]), "c": model("anthropic", &[]),
+                     "lb": lb("failover", &["a", "b", "c"], json!({"failover_retry_count": 0, "mid_stream": "continue",
+                                                                      "lb_circuit_breaker_threshold": 1}))},
+        "requests": [{"at_ms": 0}],
+        "outcomes": {"a": {"*": [{"interrupted_after_tokens": 5}]},
+                     "b": {"*": [{"status": 400, "message": "assistant prefill is not supported"}]}}
+    }));
+    assert_eq!(s.requests[0].result, "ok");
+    assert_eq!(sends(&lines, 1), ["a/default", "b/default", "c/default"]);
+    let rejected = actions(&lines, 1, "skipped");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        (
+            rejected[0]["backend"].as_str(),
+            rejected[0]["reason"].as_str()
+        ),
+        (Some("b"), Some("prefill_rejected"))
+    );
+    // The breaker counts a's interruption, and b's rejection as an answer.
+    let opened: Vec<&str> = actions(&lines, 1, "circuit_opened")
+        .iter()
+        .map(|l| l["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(opened, ["a"]);
+    assert_eq!(s.backends["b"].circuit, "closed");
+}
+
+#[test]
+fn spec_5_8_max_attempts_ends_a_continued_request_with_its_own_error() {
+    let (_, s) = run(&json!({
+        "version": 1, "profile": "lb",
+        "profiles": {"a": model("anthropic", &[]), "b": model("anthropic", &[]),
+                     "lb": lb("failover", &["a", "b"], json!({"failover_retry_count": 0, "mid_stream": "continue", "max_attempts": 1}))},
+        "requests": [{"at_ms": 0}],
+        "outcomes": {"a": {"*": [{"interrupted_after_tokens": 5}]}}
+    }));
+    let err = s.requests[0].error.as_deref().unwrap();
+    assert!(err.starts_with("max_attempts (1) reached"), "{err}");
+}
+
+#[test]
+fn spec_5_3_once_every_bucket_lacks_a_credential_no_retry_waits_for_one() {
+    // a/k1 answers 500 and is retried after a delay; by then its login is gone, and so is
+    // k2's: a retry could only go to a bucket just found without a credential, so the request
+    // moves on at once (here: fails, nothing is left) instead of waiting for another retry.
+    let plan = engine_plan(
+        &[("a", false)],
+        FailoverSettings {
+            retry_count: 2,
+            retry_delay_ms: 1000,
+            ..FailoverSettings::default()
+        },
+    );
+    let mut st = EngineState::default();
+    st.step(&Event::RequestArrived {
+        now: 0,
+        request: 1,
+        plan: plan.clone(),
+    });
+    let s = st.step(&Event::AttemptFinished {
+        now: 100,
+        request: 1,
+        outcome: Outcome {
+            status: Some(500),
+            ..Outcome::of(Class::Server)
+        },
+    });
+    assert_eq!(s.next, Some(Order::Wait { until_ms: 1100 }));
+    let s = st.step(&Event::TimerFired {
+        now: 1100,
+        request: 1,
+    });
+    assert!(matches!(s.next, Some(Order::Send { bucket: 0, .. })));
+    let gone = |why: &str| Event::NoCredential {
+        now: 1100,
+        request: 1,
+        why: why.into(),
+    };
+    st.step(&gone("k1: sign in again"));
+    let s = st.step(&gone("k2: sign in again"));
+    let Some(Order::Fail(f)) = &s.next else {
+        panic!("no wait for a retry that has no bucket left: {s:?}")
+    };
+    assert_eq!(f.headline, llxprt::engine::Headline::Exhausted);
 }

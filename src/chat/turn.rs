@@ -175,24 +175,12 @@ pub fn run_turn(
                 inner: &mut exec,
                 recorder: rec,
             };
-            let ending = driver::drive(
-                &mut state,
-                &mut wrapped,
-                request_id(),
-                prepared.plan.clone(),
-                now,
-            );
+            let ending = driver::drive(&mut state, &mut wrapped, request_id(), &prepared.plan, now);
             // SPEC §9.2: the file is rewritten atomically after each request.
             record_error = wrapped.recorder.write().err().map(|e| e.to_string());
             ending
         }
-        None => driver::drive(
-            &mut state,
-            &mut exec,
-            request_id(),
-            prepared.plan.clone(),
-            now,
-        ),
+        None => driver::drive(&mut state, &mut exec, request_id(), &prepared.plan, now),
     };
     let answer = exec.answer();
     let attempts = std::mem::take(&mut exec.attempts);

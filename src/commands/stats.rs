@@ -5,10 +5,10 @@ use serde_json::{Map, Value, json};
 
 use super::{CmdError, Streams, exit};
 use crate::cli::{StatsArgs, StatsView};
+use crate::driver::plan::build_plan;
 use crate::engine::plan::{MidStream, Plan};
 use crate::engine::state::SharedState;
 use crate::profile::model::{ModelProfile, Profile};
-use crate::profile::resolve::build_plan;
 use crate::profile::settings::Settings;
 use crate::profile::store::Store;
 use crate::shell::http::now_ms;
@@ -60,7 +60,7 @@ pub fn stats_json(plan: &Plan, shared: &SharedState, now: u64) -> Value {
                 "tokens": s.tokens,
                 "latency_ms": {"mean": s.latency.mean(), "p50": s.latency.percentile(50), "p95": s.latency.percentile(95)},
                 "circuit": circuit,
-                "tpm": st.tpm_at(now),
+                "tpm": st.tpm.at(now),
             }),
         );
         for k in &b.buckets {

@@ -25,7 +25,7 @@ pub enum Event {
         /// Where it runs.
         plan: Arc<Plan>,
     },
-    /// The attempt the engine last ordered for `request` (a `Send`) ended.
+    /// The attempt the engine last ordered for `request` (a `Send`) was sent and ended.
     AttemptFinished {
         /// When it ended (ms).
         now: u64,
@@ -33,6 +33,17 @@ pub enum Event {
         request: RequestId,
         /// What it produced.
         outcome: Outcome,
+    },
+    /// The attempt the engine last ordered for `request` was not sent: its bucket has no
+    /// usable credential (no key file, an empty key, no login, a revoked login). Not an
+    /// attempt: the chain moves on without touching any circuit (SPEC §5.3).
+    NoCredential {
+        /// Current time (ms).
+        now: u64,
+        /// Which request.
+        request: RequestId,
+        /// Why, in the shell's words (`no key: ~/.openai_key not found`); never a secret.
+        why: String,
     },
     /// The token refresh ordered for `request` ended.
     RefreshFinished {
@@ -65,6 +76,7 @@ impl Event {
         match self {
             Event::RequestArrived { now, .. }
             | Event::AttemptFinished { now, .. }
+            | Event::NoCredential { now, .. }
             | Event::RefreshFinished { now, .. }
             | Event::TimerFired { now, .. }
             | Event::RequestCancelled { now, .. } => *now,
@@ -76,6 +88,7 @@ impl Event {
         match self {
             Event::RequestArrived { request, .. }
             | Event::AttemptFinished { request, .. }
+            | Event::NoCredential { request, .. }
             | Event::RefreshFinished { request, .. }
             | Event::TimerFired { request, .. }
             | Event::RequestCancelled { request, .. } => *request,

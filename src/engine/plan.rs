@@ -1,19 +1,56 @@
 //! What one request runs on: the load balancer (a model profile alone is a load balancer of
 //! one backend, SPEC §5.2), its backends with their bucket chains, and the resolved §3.2
-//! settings. Built by the driver from validated profiles; the engine only reads it.
+//! settings. Built by the driver from validated profiles (`crate::driver::plan`); the engine
+//! only reads it. The engine owns this vocabulary: the profile module has its own spelling of
+//! the policy and of `mid_stream` for files, and the driver maps one to the other.
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::profile::raw::Policy;
-pub use crate::profile::settings::MidStream;
+/// How a load balancer chooses where a request starts (SPEC §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Backends in list order from the first on every request.
+    Failover,
+    /// One cursor per load balancer, advancing by one per request.
+    Roundrobin,
+}
+
+impl Policy {
+    /// The spelling used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Failover => "failover",
+            Policy::Roundrobin => "roundrobin",
+        }
+    }
+}
+
+/// What happens when a stream breaks after output began (SPEC §5.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MidStream {
+    /// Like a network failure; the next attempt's full answer replaces the partial one.
+    Restart,
+    /// Every later attempt continues the partial answer as an assistant prefill.
+    Continue,
+    /// Nothing reaches the caller until an attempt is complete.
+    Buffer,
+    /// The request fails.
+    Error,
+}
+
+/// The statuses that trigger failover by default (SPEC §3.2).
+pub const DEFAULT_STATUS_CODES: [u16; 5] = [429, 500, 502, 503, 504];
 
 /// One bucket of a backend's chain (SPEC §5.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketPlan {
     /// Bucket name (`default` for the implicit one).
     pub name: String,
-    /// Shared-state key, `<provider>/<bucket>` (SPEC §5.9): an account is rate-limited for
-    /// every profile that uses it.
+    /// The account's shared-state key (SPEC §5.9): `<provider>/<bucket>` for a login,
+    /// `<provider>/default:<digest>` for the implicit bucket of an API-key profile. An account
+    /// is rate-limited for every profile that uses it, and only for those.
     pub key: String,
     /// An OAuth bucket (its 401 may be cured by a token refresh).
     pub oauth: bool,
@@ -30,7 +67,8 @@ pub struct BackendPlan {
     pub provider: String,
     /// Model id.
     pub model: String,
-    /// provider + model + base URL: state whose fingerprint differs is dropped (SPEC §5.9).
+    /// A digest of provider + model + base URL: state whose fingerprint differs is dropped
+    /// (SPEC §5.9).
     pub fingerprint: String,
     /// The bucket chain, in order.
     pub buckets: Vec<BucketPlan>,
@@ -76,7 +114,7 @@ impl Default for FailoverSettings {
             retry_count: 1,
             retry_delay_ms: 0,
             on_network_errors: true,
-            status_codes: crate::profile::settings::DEFAULT_FAILOVER_STATUS_CODES.to_vec(),
+            status_codes: DEFAULT_STATUS_CODES.to_vec(),
             tpm_threshold: None,
             breaker_threshold: None,
             breaker_timeout_ms: 30_000,
@@ -108,4 +146,19 @@ pub struct Plan {
     pub backends: Vec<BackendPlan>,
     /// Resolved §3.2 settings.
     pub settings: FailoverSettings,
+}
+
+impl Plan {
+    /// The name of backend `b` (an index the engine handed out).
+    pub fn backend_name(&self, b: usize) -> &str {
+        self.backends.get(b).map_or("?", |x| x.name.as_str())
+    }
+
+    /// The name of bucket `k` of backend `b`.
+    pub fn bucket_name(&self, b: usize, k: usize) -> &str {
+        self.backends
+            .get(b)
+            .and_then(|x| x.buckets.get(k))
+            .map_or("?", |x| x.name.as_str())
+    }
 }

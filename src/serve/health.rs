@@ -7,10 +7,11 @@
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
-use crate::engine::state::Circuit;
+use crate::driver::plan::failover_settings;
+use crate::engine::MidStream;
+use crate::engine::circuit::Circuit;
 use crate::profile::model::Profile;
-use crate::profile::resolve::failover_settings;
-use crate::profile::settings::{MidStream, Settings};
+use crate::profile::settings::Settings;
 use crate::shell::http::now_ms;
 
 /// The backends of a profile and its circuit timeout (a model profile alone is its own one

@@ -17,9 +17,10 @@ use serde_json::Value;
 use super::record::Recording;
 use super::sink::{Serving, ServingCell};
 use crate::chat::turn::Prepared;
+use crate::driver::Attempted;
 use crate::driver::{self, Ending, Executor};
 use crate::engine::state::SharedState;
-use crate::engine::{Action, Outcome, RequestId};
+use crate::engine::{Note, Plan, RequestId, Step};
 use crate::profile::resolve::ResolvedBackend;
 use crate::record::RecordingExec;
 use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
@@ -82,47 +83,49 @@ impl<E: Executor> Executor for Watch<'_, E> {
         &mut self,
         now: u64,
         request: RequestId,
-        backend: &str,
-        bucket: &str,
+        plan: &Plan,
+        backend: usize,
+        bucket: usize,
         prefill: bool,
-    ) -> (u64, Outcome) {
+    ) -> (u64, Attempted) {
         let model = self
             .backends
-            .iter()
-            .find(|b| b.name == backend)
+            .get(backend)
             .map(|b| b.profile.model.clone())
             .unwrap_or_default();
         *self.serving.borrow_mut() = Serving {
-            backend: backend.to_string(),
-            bucket: bucket.to_string(),
+            backend: plan.backend_name(backend).to_string(),
+            bucket: plan.bucket_name(backend, bucket).to_string(),
             model,
         };
-        self.inner.send(now, request, backend, bucket, prefill)
+        self.inner
+            .send(now, request, plan, backend, bucket, prefill)
     }
     fn refresh(
         &mut self,
         now: u64,
         request: RequestId,
-        backend: &str,
-        bucket: &str,
+        plan: &Plan,
+        backend: usize,
+        bucket: usize,
     ) -> (u64, bool) {
-        self.inner.refresh(now, request, backend, bucket)
+        self.inner.refresh(now, request, plan, backend, bucket)
     }
     fn wait_until(&mut self, now: u64, until: u64) -> Option<u64> {
         self.inner.wait_until(now, until)
     }
-    fn observe(&mut self, now: u64, request: RequestId, actions: &[Action]) {
-        for a in actions {
-            let until = match a {
-                Action::Cooldown { until_ms, .. } => Some(*until_ms),
-                Action::Skipped { until_ms, .. } => *until_ms,
+    fn observe(&mut self, now: u64, request: RequestId, plan: &Plan, step: &Step) {
+        for n in &step.notes {
+            let until = match n {
+                Note::Cooldown { until_ms, .. } => Some(*until_ms),
+                Note::Skipped { until_ms, .. } => *until_ms,
                 _ => None,
             };
             if let Some(u) = until {
                 self.retry_at = Some(self.retry_at.map_or(u, |r| r.min(u)));
             }
         }
-        self.inner.observe(now, request, actions);
+        self.inner.observe(now, request, plan, step);
     }
     fn cancelled(&self) -> bool {
         self.inner.cancelled()
@@ -202,12 +205,12 @@ pub fn run(
             inner: &mut watch,
             recorder: &mut recorder,
         };
-        let ending = driver::drive(&mut store, &mut wrapped, job.id, plan, now);
+        let ending = driver::drive(&mut store, &mut wrapped, job.id, &plan, now);
         // SPEC §9.2: the file is rewritten atomically after each request.
         record_error = rec.finish(ticket, &recorder).err().map(|e| e.to_string());
         ending
     } else {
-        driver::drive(&mut store, &mut watch, job.id, plan, now)
+        driver::drive(&mut store, &mut watch, job.id, &plan, now)
     };
     let retry_at = watch.retry_at;
     let answer = exec.answer();

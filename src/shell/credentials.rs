@@ -276,8 +276,13 @@ fn implicit_key(
     getenv: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, String> {
     if let Some(kf) = keyfile {
+        // SPEC §5.3, §8.1: the bucket is passed over with why, in the path as written (no
+        // request was sent, so no status is quoted).
         let path = expand_tilde(kf);
-        let value = read_secret_file(&path)?;
+        if !path.exists() {
+            return Err(format!("no key: {kf} not found"));
+        }
+        let value = read_secret_file(&path).map_err(|e| format!("no key: {e}"))?;
         return Ok(Some(Secret {
             value,
             oauth: false,

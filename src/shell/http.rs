@@ -15,9 +15,10 @@ use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage
 use super::sse::SseDecoder;
 use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
 use crate::chat::budget;
+use crate::driver::Attempted;
 use crate::driver::Executor;
 use crate::engine::plan::MidStream;
-use crate::engine::{Action, Class, Outcome, RequestId, classify_status};
+use crate::engine::{Class, Note, Outcome, Plan, RequestId, Step, classify_status};
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::settings::Streaming;
 use crate::redact::{hide_known, is_secret_name, redact, secret_parts};
@@ -189,17 +190,25 @@ impl<'a> HttpExec<'a> {
         Ok(secret)
     }
 
-    fn attempt(&mut self, b: &ResolvedBackend, bucket: &str, prefill: bool) -> Outcome {
-        let secret = match self.credential(b, bucket) {
-            Ok(s) => s,
-            Err(e) => {
-                // No usable credential: the provider would answer 401; the engine decides.
-                let mut o = Outcome::of(Class::Auth);
-                o.message = Some(e);
-                return o;
-            }
-        };
-        let credential = match &secret {
+    /// One attempt; `Err` when nothing was sent because the bucket has no usable credential
+    /// (why, naming no secret): the engine passes the bucket over (SPEC §5.3).
+    fn attempt(
+        &mut self,
+        b: &ResolvedBackend,
+        bucket: &str,
+        prefill: bool,
+    ) -> Result<Outcome, String> {
+        let secret = self.credential(b, bucket)?;
+        Ok(self.attempt_with(b, secret.as_ref(), prefill))
+    }
+
+    fn attempt_with(
+        &mut self,
+        b: &ResolvedBackend,
+        secret: Option<&Secret>,
+        prefill: bool,
+    ) -> Outcome {
+        let credential = match secret {
             Some(s) if s.oauth => Credential::OAuth(s.expose()),
             Some(s) => Credential::ApiKey(s.expose()),
             None => Credential::None,
@@ -764,17 +773,25 @@ impl Executor for HttpExec<'_> {
         &mut self,
         _now: u64,
         _request: RequestId,
-        backend: &str,
-        bucket: &str,
+        _plan: &Plan,
+        backend: usize,
+        bucket: usize,
         prefill: bool,
-    ) -> (u64, Outcome) {
-        let Some(b) = self.backends.iter().find(|b| b.name == backend) else {
+    ) -> (u64, Attempted) {
+        // The resolved backends come in the plan's order (`driver::plan::build_plan`).
+        let backends = self.backends;
+        let Some(b) = backends.get(backend) else {
             let mut o = Outcome::of(Class::Client);
-            o.message = Some(format!("internal error: unknown backend {backend}"));
-            return (now_ms(), o);
+            o.message = Some(format!("internal error: no backend {backend}"));
+            return (now_ms(), Attempted::Sent(o));
         };
+        let buckets = b.profile.bucket_names();
+        let bucket = buckets.get(bucket).map_or("default", String::as_str);
         self.last_ratelimit.clear();
-        let mut o = self.attempt(b, bucket, prefill);
+        let mut o = match self.attempt(b, bucket, prefill) {
+            Ok(o) => o,
+            Err(why) => return (now_ms(), Attempted::NoCredential(scrub(&why))),
+        };
         o.ratelimit = std::mem::take(&mut self.last_ratelimit);
         // A provider may echo what the request carried — the key or token, a secret custom
         // header — in its message, its error code or a response header kept for diagnostics:
@@ -798,29 +815,34 @@ impl Executor for HttpExec<'_> {
         for v in o.ratelimit.values_mut() {
             *v = hide(v).chars().take(200).collect();
         }
-        (now_ms(), o)
+        (now_ms(), Attempted::Sent(o))
     }
 
     fn refresh(
         &mut self,
         _now: u64,
         _request: RequestId,
-        backend: &str,
-        bucket: &str,
+        plan: &Plan,
+        backend: usize,
+        bucket: usize,
     ) -> (u64, bool) {
         // SPEC §5.3, §6.3: the `refresh_token` grant under the bucket's lock, or the token
         // another process stored meanwhile; the engine decides what follows from `ok`.
-        let Some(b) = self.backends.iter().find(|b| b.name == backend) else {
+        let Some(b) = self.backends.get(backend) else {
             return (now_ms(), false);
         };
         let provider = b.profile.provider_info().name;
-        let ok = match self.tokens.after_401(&self.root, provider, bucket) {
-            Ok(()) => true,
-            Err(e) => {
-                self.sink.notice(&format!("[{}]", scrub(&e)));
-                false
-            }
-        };
+        let ok =
+            match self
+                .tokens
+                .after_401(&self.root, provider, plan.bucket_name(backend, bucket))
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    self.sink.notice(&format!("[{}]", scrub(&e)));
+                    false
+                }
+            };
         (now_ms(), ok)
     }
 
@@ -841,20 +863,20 @@ impl Executor for HttpExec<'_> {
         self.cancel.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn observe(&mut self, _now: u64, _request: RequestId, actions: &[Action]) {
-        for a in actions {
-            if let Action::AttemptEnded {
+    fn observe(&mut self, _now: u64, _request: RequestId, plan: &Plan, step: &Step) {
+        for n in &step.notes {
+            if let Note::AttemptEnded {
                 backend,
                 bucket,
                 class,
                 status,
                 latency_ms,
                 ..
-            } = a
+            } = n
             {
                 self.attempts.push(AttemptInfo {
-                    backend: backend.clone(),
-                    bucket: bucket.clone(),
+                    backend: plan.backend_name(*backend).to_string(),
+                    bucket: plan.bucket_name(*backend, *bucket).to_string(),
                     class: class.as_str(),
                     status: *status,
                     latency_ms: *latency_ms,

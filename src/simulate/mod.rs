@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::driver::plan::build_plan;
 use crate::driver::{self, Ending};
 use crate::engine::plan::MidStream;
-use crate::engine::{EngineState, Plan};
+use crate::engine::{EngineState, Note, Plan, Step};
 use crate::profile::model::{self, ModelProfile, Profile};
 use crate::profile::names::same_profile_name;
-use crate::profile::resolve::{ResolvedBackend, build_plan};
+use crate::profile::resolve::ResolvedBackend;
 use crate::profile::settings::Settings;
 use crate::profile::store::Store;
 use render::Renderer;
@@ -151,7 +152,7 @@ pub fn run(
             renderer: &mut renderer,
             attempts: Vec::new(),
         };
-        let ending = driver::drive(&mut state, &mut exec, id, plan.clone(), start);
+        let ending = driver::drive(&mut state, &mut exec, id, plan, start);
         let attempts = std::mem::take(&mut exec.attempts);
         renderer.take_error()?;
         let summary = match ending {
@@ -228,36 +229,53 @@ impl driver::Executor for Exec<'_, '_, '_> {
         &mut self,
         now: u64,
         _request: u64,
-        backend: &str,
-        bucket: &str,
+        plan: &Plan,
+        backend: usize,
+        bucket: usize,
         _prefill: bool,
-    ) -> (u64, crate::engine::Outcome) {
-        self.script.attempt(now, backend, bucket)
+    ) -> (u64, driver::Attempted) {
+        let (end, outcome) = self.script.attempt(
+            now,
+            plan.backend_name(backend),
+            plan.bucket_name(backend, bucket),
+        );
+        (end, driver::Attempted::Sent(outcome))
     }
-    fn refresh(&mut self, now: u64, _request: u64, backend: &str, bucket: &str) -> (u64, bool) {
-        self.script.refresh(now, backend, bucket)
+    fn refresh(
+        &mut self,
+        now: u64,
+        _request: u64,
+        plan: &Plan,
+        backend: usize,
+        bucket: usize,
+    ) -> (u64, bool) {
+        self.script.refresh(
+            now,
+            plan.backend_name(backend),
+            plan.bucket_name(backend, bucket),
+        )
     }
     fn wait_until(&mut self, _now: u64, until: u64) -> Option<u64> {
         Some(until)
     }
-    fn observe(&mut self, now: u64, request: u64, actions: &[crate::engine::Action]) {
-        for a in actions {
-            if let crate::engine::Action::AttemptEnded {
+    fn observe(&mut self, now: u64, request: u64, plan: &Plan, step: &Step) {
+        for n in &step.notes {
+            if let Note::AttemptEnded {
                 backend,
                 bucket,
                 class,
                 status,
                 ..
-            } = a
+            } = n
             {
                 self.attempts.push(AttemptSummary {
-                    backend: backend.clone(),
-                    bucket: bucket.clone(),
+                    backend: plan.backend_name(*backend).to_string(),
+                    bucket: plan.bucket_name(*backend, *bucket).to_string(),
                     class: class.as_str(),
                     status: *status,
                 });
             }
         }
-        self.renderer.step(now, request, actions);
+        self.renderer.step(now, request, plan, step);
     }
 }

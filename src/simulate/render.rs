@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::engine::{Action, Plan, Then};
+use crate::engine::{Plan, Step};
+use crate::narrate;
 
 use super::Summary;
 
@@ -16,10 +17,7 @@ pub struct Renderer<'a> {
     line: String,
 }
 
-/// `4.000s`.
-pub fn secs(ms: u64) -> String {
-    format!("{}.{:03}s", ms / 1000, ms % 1000)
-}
+pub use crate::narrate::secs;
 
 impl<'a> Renderer<'a> {
     /// A renderer writing to `out`.
@@ -60,123 +58,40 @@ impl<'a> Renderer<'a> {
         self.take_error()
     }
 
-    /// One engine step's actions.
-    pub fn step(&mut self, t: u64, id: u64, actions: &[Action]) {
+    /// One engine step: its notes, then its order (SPEC §9.2), worded by [`crate::narrate`].
+    pub fn step(&mut self, t: u64, id: u64, plan: &Plan, step: &Step) {
         if self.json {
-            for a in actions {
-                let body = serde_json::to_string(a).expect("actions are plain data");
-                let _ = writeln!(self.line, "{{\"t_ms\":{t},\"request\":{id},{}", &body[1..]);
+            for n in &step.notes {
+                let _ = write!(self.line, "{{\"t_ms\":{t},\"request\":{id}");
+                narrate::note_json(plan, n, &mut self.line);
+                self.line.push_str("}\n");
+                self.emit();
+            }
+            if let Some(o) = &step.next {
+                let _ = write!(self.line, "{{\"t_ms\":{t},\"request\":{id}");
+                narrate::order_json(plan, o, t, &mut self.line);
+                self.line.push_str("}\n");
                 self.emit();
             }
             return;
         }
-        for a in actions {
-            match a {
-                Action::AttemptEnded {
-                    backend,
-                    bucket,
-                    started_ms,
-                    class,
-                    status,
-                    latency_ms,
-                    then,
-                } => {
-                    self.prefix(*started_ms, id);
-                    let _ = write!(self.line, "{backend}/{bucket}  ");
-                    if let Some(s) = status {
-                        let _ = write!(self.line, "{s} ");
-                    }
-                    let then_text = describe_then(*then, t, actions);
-                    let _ = writeln!(
-                        self.line,
-                        "{} → {then_text}  ({latency_ms} ms)",
-                        class.as_str()
-                    );
-                }
-                Action::Skipped {
-                    backend,
-                    reason,
-                    until_ms,
-                } => {
-                    self.prefix(t, id);
-                    let _ = write!(self.line, "{backend}  skipped: {}", reason.describe());
-                    if let Some(u) = until_ms {
-                        let _ = write!(self.line, " until {}", secs(*u));
-                    }
-                    self.line.push('\n');
-                }
-                Action::Cooldown {
-                    backend,
-                    bucket,
-                    until_ms,
-                } => {
-                    self.prefix(t, id);
-                    let _ = writeln!(
-                        self.line,
-                        "{backend}/{bucket}  cooling until {}",
-                        secs(*until_ms)
-                    );
-                }
-                Action::Refreshed {
-                    backend,
-                    bucket,
-                    ok,
-                } => {
-                    self.prefix(t, id);
-                    let _ = writeln!(
-                        self.line,
-                        "{backend}/{bucket}  token refresh {}",
-                        if *ok { "ok" } else { "failed" }
-                    );
-                }
-                Action::CircuitOpened { backend, until_ms } => {
-                    self.prefix(t, id);
-                    let _ = writeln!(
-                        self.line,
-                        "{backend}  circuit opened until {}",
-                        secs(*until_ms)
-                    );
-                }
-                Action::CircuitHalfOpen { backend } => {
-                    self.prefix(t, id);
-                    let _ = writeln!(
-                        self.line,
-                        "{backend}  circuit half-open: this request probes it"
-                    );
-                }
-                Action::CircuitClosed { backend } => {
-                    self.prefix(t, id);
-                    let _ = writeln!(self.line, "{backend}  circuit closed");
-                }
-                Action::Deliver {
-                    backend,
-                    bucket,
-                    tokens,
-                } => {
-                    self.prefix(t, id);
-                    let _ = writeln!(
-                        self.line,
-                        "ok: {backend}/{bucket} answered ({tokens} tokens)"
-                    );
-                }
-                Action::Fail { error, .. } => {
-                    self.prefix(t, id);
-                    let mut lines = error.lines();
-                    let _ = writeln!(self.line, "failed: {}", lines.next().unwrap_or(""));
-                    for l in lines {
-                        let _ = writeln!(self.line, "{:>15}{l}", "");
-                    }
-                }
-                Action::Send { .. }
-                | Action::RefreshToken { .. }
-                | Action::WaitUntil { .. }
-                | Action::BucketAdvanced { .. }
-                | Action::Failover { .. }
-                | Action::Retry { .. } => {}
-            }
-            if !self.line.is_empty() {
+        for n in &step.notes {
+            if let Some((at, text)) = narrate::note_line(plan, n, step, t) {
+                self.prefix(at, id);
+                self.line.push_str(&text);
+                self.line.push('\n');
                 self.emit();
             }
+        }
+        if let Some(text) = step
+            .next
+            .as_ref()
+            .and_then(|o| narrate::order_line(plan, o, t))
+        {
+            self.prefix(t, id);
+            self.line.push_str(&text);
+            self.line.push('\n');
+            self.emit();
         }
     }
 
@@ -210,50 +125,5 @@ impl<'a> Renderer<'a> {
         self.emit();
         self.out.flush()?;
         self.take_error()
-    }
-}
-
-fn describe_then(then: Then, t: u64, actions: &[Action]) -> String {
-    match then {
-        Then::Deliver => "delivered".into(),
-        Then::Fail => "request failed".into(),
-        Then::Refresh => "refresh token, then the same bucket again".into(),
-        Then::NextBucket => actions
-            .iter()
-            .find_map(|a| match a {
-                Action::BucketAdvanced { .. } => Some("next bucket".to_string()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "next bucket".into()),
-        Then::Failover => actions
-            .iter()
-            .find_map(|a| match a {
-                Action::Failover { to, .. } => Some(format!("failover to {to}")),
-                _ => None,
-            })
-            .unwrap_or_else(|| "failover".into()),
-        Then::Retry => actions
-            .iter()
-            .find_map(|a| match a {
-                Action::Retry {
-                    retry,
-                    of,
-                    delay_ms,
-                    ..
-                } if *delay_ms > 0 => Some(format!("retry {retry}/{of} after {}", secs(*delay_ms))),
-                Action::Retry { retry, of, .. } => Some(format!("retry {retry}/{of}")),
-                _ => None,
-            })
-            .unwrap_or_else(|| "retry".into()),
-        Then::WaitRetry => actions
-            .iter()
-            .find_map(|a| match a {
-                Action::WaitUntil { until_ms } => Some(format!(
-                    "wait {} (Retry-After), then the same bucket",
-                    secs(until_ms.saturating_sub(t))
-                )),
-                _ => None,
-            })
-            .unwrap_or_else(|| "wait, then the same bucket".into()),
     }
 }

@@ -32,9 +32,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{lock_file, read_shared, render};
-use crate::driver::StateStore;
+use crate::driver::{StateStore, StoreFailed};
 use crate::engine::state::SharedState;
-use crate::engine::{Action, EngineState, Event};
+use crate::engine::{EngineState, Event, Step};
 use crate::fsutil::{self, Durable};
 
 /// The longest the writer keeps the lock while steps keep coming.
@@ -164,7 +164,7 @@ impl LeasedState {
     }
 
     /// One engine step (SPEC §5.9): under the lock, on the newest state; written by the writer.
-    pub fn step(&self, event: &Event) -> Vec<Action> {
+    pub fn step(&self, event: &Event) -> Step {
         let mut inner = self.shared.lock();
         if let Err(e) = self.shared.hold(&mut inner) {
             self.shared.fail(&mut inner, &e);
@@ -217,8 +217,8 @@ impl Drop for LeasedState {
 
 /// A step through a shared reference, for [`crate::driver::drive`].
 impl StateStore for &LeasedState {
-    fn step(&mut self, event: &Event) -> Vec<Action> {
-        LeasedState::step(self, event)
+    fn step(&mut self, event: &Event) -> Result<Step, StoreFailed> {
+        Ok(LeasedState::step(self, event))
     }
 }
 
@@ -344,7 +344,7 @@ mod tests {
     use super::*;
     use crate::engine::outcome::Class;
     use crate::engine::plan::{BackendPlan, BucketPlan, FailoverSettings, Policy};
-    use crate::engine::{Outcome, Plan};
+    use crate::engine::{Order, Outcome, Plan};
     use crate::state_file::StateFile;
 
     fn plan(backends: &[&str]) -> Arc<Plan> {
@@ -379,13 +379,10 @@ mod tests {
             request: id,
             plan: plan.clone(),
         });
-        let backend = actions
-            .iter()
-            .find_map(|a| match a {
-                Action::Send { backend, .. } => Some(backend.clone()),
-                _ => None,
-            })
-            .expect("a send");
+        let backend = match actions.expect("a step").next {
+            Some(Order::Send { backend, .. }) => plan.backends[backend].name.clone(),
+            other => panic!("a send, not {other:?}"),
+        };
         let actions = store.step(&Event::AttemptFinished {
             now: 2,
             request: id,
@@ -395,7 +392,10 @@ mod tests {
                 ..Outcome::of(Class::Success)
             },
         });
-        assert!(actions.iter().any(|a| matches!(a, Action::Deliver { .. })));
+        assert!(matches!(
+            actions.expect("a step").next,
+            Some(Order::Deliver { .. })
+        ));
         backend
     }
 

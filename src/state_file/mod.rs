@@ -27,18 +27,35 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::driver::StateStore;
+use crate::driver::{StateStore, StoreFailed};
 use crate::engine::state::{BackendState, BucketState, LbState, RequestState, SharedState};
-use crate::engine::{Action, EngineState, Event, RequestId};
+use crate::engine::{EngineState, Event, Order, RequestId, Step};
 use crate::fsutil::{self, Durable, Staged, read_limited};
 
 mod lease;
 pub use lease::LeasedState;
+
+/// The state file's format. Version 2 keys an API-key profile's implicit `default` bucket by
+/// its account and fingerprints backends by a digest (SPEC §5.9); what a version-1 file keyed
+/// the old way is dropped once on load (see [`upgrade`]).
+pub const FORMAT_VERSION: u64 = 2;
+
+/// Drops from a state read from an older format what it keyed the old way: every backend entry
+/// (its fingerprint was provider|model|URL in clear, which no plan matches any more) and every
+/// `<provider>/default` bucket (an API-key default bucket was one account per provider).
+/// Cooldowns and circuits are short-lived, and statistics start afresh for those keys.
+fn upgrade(s: &mut SharedState, version: u64) {
+    if version < FORMAT_VERSION {
+        s.backends.clear();
+        s.buckets
+            .retain(|k, _| k.split_once('/').is_none_or(|(_, b)| b != "default"));
+    }
+}
 
 /// Largest state file read (SPEC §7); statistics are bounded, so a real one stays far below.
 pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
@@ -52,7 +69,7 @@ impl Serialize for Keyed<'_> {
         let s = self.0;
         let mut m =
             ser.serialize_map(Some(1 + s.lbs.len() + s.backends.len() + s.buckets.len()))?;
-        m.serialize_entry("version", &1)?;
+        m.serialize_entry("version", &FORMAT_VERSION)?;
         for (k, v) in &s.lbs {
             m.serialize_entry(&format!("lb/{k}"), v)?;
         }
@@ -81,6 +98,7 @@ impl<'de> Deserialize<'de> for Typed {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Typed, A::Error> {
                 let mut s = SharedState::default();
+                let mut version = 1;
                 while let Some(k) = map.next_key::<String>()? {
                     if let Some(name) = k.strip_prefix("lb/") {
                         s.lbs.insert(name.into(), map.next_value()?);
@@ -89,11 +107,12 @@ impl<'de> Deserialize<'de> for Typed {
                     } else if let Some(name) = k.strip_prefix("bucket/") {
                         s.buckets.insert(name.into(), map.next_value()?);
                     } else if k == "version" {
-                        map.next_value::<IgnoredAny>()?;
+                        version = map.next_value::<u64>()?;
                     } else {
                         return Err(serde::de::Error::custom("an unknown key"));
                     }
                 }
+                upgrade(&mut s, version);
                 Ok(Typed(s))
             }
         }
@@ -134,6 +153,10 @@ pub fn from_keyed(v: &Value) -> (SharedState, Vec<String>) {
             dropped.push(k.clone());
         }
     }
+    upgrade(
+        &mut s,
+        m.get("version").and_then(Value::as_u64).unwrap_or(1),
+    );
     (s, dropped)
 }
 
@@ -331,7 +354,7 @@ impl StateFile {
     /// One engine step under the lock; an I/O failure is returned (the caller fails the
     /// request with it). A step that sends an attempt returns once the new state is staged;
     /// its write ends on a thread, before the lock is released (see the module doc).
-    pub fn try_step(&mut self, event: &Event) -> io::Result<Vec<Action>> {
+    pub fn try_step(&mut self, event: &Event) -> io::Result<Step> {
         self.settle();
         let request = event.request();
         if let Some(i) = self.failed.iter().position(|(r, _)| *r == request) {
@@ -353,10 +376,7 @@ impl StateFile {
         let (lock, staged, actions) = result?;
         // Only a send is always followed by another step of the same request (the attempt's
         // end, or its cancellation), where a failed write still fails the request.
-        let sends = actions.iter().any(|a| matches!(a, Action::Send { .. }))
-            && !actions
-                .iter()
-                .any(|a| matches!(a, Action::Deliver { .. } | Action::Fail { .. }));
+        let sends = matches!(actions.next, Some(Order::Send { .. }));
         if sends {
             let handle = std::thread::Builder::new()
                 .name("llxprt-state".into())
@@ -382,14 +402,13 @@ impl Drop for StateFile {
 }
 
 impl StateStore for StateFile {
-    fn step(&mut self, event: &Event) -> Vec<Action> {
-        match self.try_step(event) {
-            Ok(a) => a,
-            Err(e) => vec![Action::Fail {
-                kind: crate::engine::FailKind::Exhausted,
-                error: format!("cannot update the state file {}: {e}", self.path.display()),
-            }],
-        }
+    fn step(&mut self, event: &Event) -> Result<Step, StoreFailed> {
+        self.try_step(event).map_err(|e| {
+            StoreFailed(format!(
+                "cannot update the state file {}: {e}",
+                self.path.display()
+            ))
+        })
     }
 }
 
@@ -449,6 +468,39 @@ mod tests {
         assert_eq!(back.backends, s.backends);
     }
 
+    /// SPEC §5.9 (format 2): a state file of format 1 keyed an API-key profile's `default`
+    /// bucket by provider alone and fingerprinted backends in clear; those entries are dropped
+    /// once on load, by both read paths, and everything else is kept.
+    #[test]
+    fn a_format_1_file_drops_its_old_default_buckets_and_backends_once() {
+        let old = serde_json::json!({
+            "version": 1,
+            "lb/lb": {"cursor": 3, "stats": {}},
+            "backend/a": {"fingerprint": "openai|m|https://x/v1?key=sk-1", "circuit": {"state": "closed", "failures": 0}, "tpm": [], "stats": {}},
+            "bucket/openai/default": {"cooldown_until": 99, "stats": {}},
+            "bucket/openai/work": {"cooldown_until": 98, "stats": {}},
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        for text in [old.to_string(), {
+            let mut damaged = old.clone();
+            damaged["stranger"] = Value::from(1);
+            damaged.to_string()
+        }] {
+            std::fs::write(&path, text).unwrap();
+            let back = read_shared(&path, &mut Vec::new()).unwrap();
+            assert_eq!(back.lbs["lb"].cursor, 3);
+            assert!(back.backends.is_empty());
+            assert_eq!(back.buckets.keys().collect::<Vec<_>>(), ["openai/work"]);
+        }
+        // Written back as format 2, it is kept whole from then on.
+        let mut s = read_shared(&path, &mut Vec::new()).unwrap();
+        s.buckets
+            .insert("openai/default".into(), BucketState::default());
+        std::fs::write(&path, render(&s)).unwrap();
+        assert_eq!(read_shared(&path, &mut Vec::new()).unwrap(), s);
+    }
+
     fn one_backend() -> std::sync::Arc<crate::engine::Plan> {
         use crate::engine::plan::{BackendPlan, BucketPlan, FailoverSettings};
         std::sync::Arc::new(crate::engine::Plan {
@@ -487,7 +539,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut f = StateFile::new(dir.path());
         let actions = f.try_step(&arrive(7)).unwrap();
-        assert!(actions.iter().any(|a| matches!(a, Action::Send { .. })));
+        assert!(matches!(actions.next, Some(Order::Send { .. })));
         // Another handle on the file is another process as far as the lock goes.
         let seen = StateFile::new(dir.path())
             .update(|s| s.lbs["solo"].stats.requests)
@@ -524,8 +576,10 @@ mod tests {
             .try_step(&Event::RequestCancelled { now: 2, request: 7 })
             .unwrap_err();
         assert_eq!(e.to_string(), "disk gone");
-        let actions = f.step(&Event::RequestCancelled { now: 2, request: 8 });
-        assert!(!actions.iter().any(|a| matches!(a, Action::Fail { .. })));
+        assert!(
+            f.step(&Event::RequestCancelled { now: 2, request: 8 })
+                .is_ok()
+        );
     }
 
     #[test]
