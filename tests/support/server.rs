@@ -581,7 +581,7 @@ pub fn anthropic_thinking_stream(thinking: &[&str], pieces: &[&str]) -> Vec<SseO
         block(
             "content_block_start",
             json!({"type": "content_block_start", "index": 0,
-                   "content_block": {"type": "thinking", "thinking": ""}}),
+                   "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
         ),
     ];
     for t in thinking {
