@@ -50,7 +50,7 @@ fn model(cli: &Cli, name: &str, server: &Server, extra: Value) {
 fn session(cli: &Cli, args: &[&str], lines: &[&str]) -> support::Output {
     let mut input = lines.join("\n");
     input.push('\n');
-    cli.cmd(args).stdin(input).run()
+    cli.cmd(args).session_input(input).run()
 }
 
 /// The rendered output with the timings that change from run to run replaced.
@@ -322,7 +322,10 @@ fn quit_and_end_of_input_leave_with_0() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(s.requests().is_empty(), "nothing after /quit is read");
-    let out = cli.cmd(&["chat", "-i", "--profile", "m"]).run();
+    let out = cli
+        .cmd(&["chat", "-i", "--profile", "m"])
+        .session_input("")
+        .run();
     assert_eq!(out.code, 0, "end of input (Ctrl-D) leaves: {}", out.all());
 }
 
@@ -471,7 +474,7 @@ fn ctrl_c_during_an_answer_cancels_it_and_the_session_goes_on() {
     model(&cli, "m", &s, json!({}));
     let run = cli
         .cmd(&["chat", "-i", "--profile", "m"])
-        .stdin("never answered\nagain\n/quit\n")
+        .session_input("never answered\nagain\n/quit\n")
         .spawn();
     wait_for_requests(&s, 1);
     run.interrupt();
