@@ -1,5 +1,5 @@
-//! A one-shot's prompt from standard input end to end (SPEC §8.1 "Piped input", §8.2): the
-//! real binary, a loopback upstream, and what it received.
+//! A one-shot's prompt from standard input, and a mistyped profile name, end to end (SPEC §8.1
+//! "Piped input", §8.2): the real binary, a loopback upstream, and what it received.
 //!
 //! Piped input is one prompt — the PROMPT, a blank line, then the whole of standard input —
 //! and one request, never one per line; the usage errors of the prompt's sources exit 2 before
@@ -206,4 +206,49 @@ fn a_file_on_stdin_is_input() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(prompts(&s), ["summarise\n\nfrom a file\n"]);
+}
+
+#[test]
+fn a_mistyped_profile_name_gets_a_did_you_mean() {
+    let s = server(1);
+    let cli = Cli::new();
+    model(&cli, &s);
+    let p = cli.keyed_model("work", "openai", &format!("{}/v1", s.url()), KEY, &json!({}));
+    cli.write_profile_json("work", &p);
+    let hint = "help: did you mean \"work\"?\n";
+    for argv in [
+        &["chat", "--profile", "wrok", "hi"][..],
+        &["--profile-load", "wokr", "hi"],
+        &["chat", "--profile", "wrk", "--json", "hi"],
+    ] {
+        let out = cli.run(argv);
+        assert_eq!(out.code, 3, "{}", out.render());
+        assert!(out.stderr.ends_with(hint), "{}", out.render());
+    }
+    for argv in [
+        &["profile", "show", "wrok"][..],
+        &["profile", "delete", "wrok"],
+        &["profile", "set-default", "wrok"],
+    ] {
+        let out = cli.run(argv);
+        assert_eq!(out.code, 3, "{}", out.render());
+        assert_eq!(
+            out.stderr,
+            format!("error: profile \"wrok\" does not exist\n{hint}"),
+            "{}",
+            out.render()
+        );
+    }
+    // Nothing close: no guess.
+    let out = cli.run(&["chat", "--profile", "zzzzzzzz", "hi"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    assert!(!out.stderr.contains("did you mean"), "{}", out.render());
+    // The session's /profile load shares the lookup.
+    let out = cli
+        .cmd(&["chat", "-i", "--profile", "m"])
+        .session_input("/profile load wrok\n/quit\n")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stderr.contains(hint), "{}", out.render());
+    assert!(s.requests().is_empty());
 }

@@ -73,11 +73,11 @@ impl From<StoreError> for CmdError {
     fn from(e: StoreError) -> Self {
         let code = match &e {
             StoreError::InvalidName(_) => exit::USAGE,
-            StoreError::Missing(_) | StoreError::Invalid { .. } => exit::CONFIG,
+            StoreError::Missing { .. } | StoreError::Invalid { .. } => exit::CONFIG,
             StoreError::Refused(_) | StoreError::Io(_) => exit::FAILED,
         };
         let help = match &e {
-            StoreError::Missing(_) => Some("see the profiles with llxprt profile list".to_string()),
+            StoreError::Missing { suggestion, .. } => Some(missing_help(suggestion.as_deref())),
             StoreError::Invalid { path, .. } => Some(format!(
                 "run llxprt profile validate {} and fix or re-save it",
                 path.display()
@@ -89,6 +89,15 @@ impl From<StoreError> for CmdError {
             message: e.to_string(),
             help,
         }
+    }
+}
+
+/// The `help:` of a missing profile: the close name when there is one (SPEC §8.1), else where
+/// to see them all.
+fn missing_help(suggestion: Option<&str>) -> String {
+    match suggestion {
+        Some(s) => format!("did you mean \"{s}\"?"),
+        None => "see the profiles with llxprt profile list".to_string(),
     }
 }
 
