@@ -77,7 +77,11 @@ fn piped_input_without_a_prompt_is_one_request() {
     let out = cli.cmd(&["--profile-load", "m"]).stdin(text).run();
     assert_eq!(out.code, 0, "{}", out.render());
     assert_eq!(out.stdout, "ok\n", "{}", out.render());
-    assert_eq!(prompts(&s), [text, text], "one request per run, never one per line");
+    assert_eq!(
+        prompts(&s),
+        [text, text],
+        "one request per run, never one per line"
+    );
 }
 
 #[test]
@@ -213,7 +217,13 @@ fn a_mistyped_profile_name_gets_a_did_you_mean() {
     let s = server(1);
     let cli = Cli::new();
     model(&cli, &s);
-    let p = cli.keyed_model("work", "openai", &format!("{}/v1", s.url()), KEY, &json!({}));
+    let p = cli.keyed_model(
+        "work",
+        "openai",
+        &format!("{}/v1", s.url()),
+        KEY,
+        &json!({}),
+    );
     cli.write_profile_json("work", &p);
     let hint = "help: did you mean \"work\"?\n";
     for argv in [

@@ -212,7 +212,10 @@ mod tests {
     #[test]
     fn the_session_needs_a_terminal() {
         assert_eq!(with(None, false, Stdin::Terminal, ""), Ok(Plan::Session));
-        assert_eq!(with(Some("x"), true, Stdin::Terminal, ""), Ok(Plan::Session));
+        assert_eq!(
+            with(Some("x"), true, Stdin::Terminal, ""),
+            Ok(Plan::Session)
+        );
         assert_eq!(with(Some("x"), true, Stdin::Input, ""), Err(exit::USAGE));
         assert_eq!(with(Some("x"), true, Stdin::Nothing, ""), Err(exit::USAGE));
         assert_eq!(with(None, false, Stdin::Nothing, ""), Err(exit::USAGE));
@@ -232,12 +235,17 @@ mod tests {
             with(Some("hi"), false, Stdin::Terminal, ""),
             Ok(Plan::Once("hi".into()))
         );
-        assert_eq!(with(Some("  "), false, Stdin::Terminal, ""), Err(exit::USAGE));
+        assert_eq!(
+            with(Some("  "), false, Stdin::Terminal, ""),
+            Err(exit::USAGE)
+        );
     }
 
     #[test]
     fn json_with_the_session_is_a_usage_error() {
-        let r = decide(None, true, true, Stdin::Terminal, false, || Ok(String::new()));
+        let r = decide(None, true, true, Stdin::Terminal, false, || {
+            Ok(String::new())
+        });
         assert_eq!(r.map_err(|e| e.code), Err(exit::USAGE));
     }
 
