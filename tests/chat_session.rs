@@ -391,7 +391,8 @@ fn the_top_level_form_opens_the_session_or_answers_once() {
     let out = cli.run(&["--profile-load", "m", "hello"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(out.stdout, "top level\n");
-    // Bare llxprt opens the session (nothing loaded here: it says how to create a profile).
+    // Bare llxprt opens the session on a terminal (the test hook of `session` stands in for
+    // one; nothing loaded here: it says how to create a profile).
     let out = session(&cli, &[], &["/profile list", "/quit"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stderr.contains("no profile loaded"), "{}", out.stderr);

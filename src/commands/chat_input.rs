@@ -66,9 +66,9 @@ fn kind(_stdin: &std::io::Stdin) -> Stdin {
     Stdin::Input
 }
 
-/// Test hook, debug builds only (docs/decisions.md): with `LLXPRT_TEST_SESSION_STDIN` set, `-i`
-/// accepts a standard input that is not a terminal and the session reads its lines from it, so
-/// the end-to-end tests can drive the session through a pipe.
+/// Test hook, debug builds only (docs/decisions.md): with `LLXPRT_TEST_SESSION_STDIN` set,
+/// standard input counts as a terminal here (the session then reads its lines from the pipe),
+/// so the end-to-end tests can drive the session through a pipe.
 fn session_reads_pipes() -> bool {
     cfg!(debug_assertions) && std::env::var_os("LLXPRT_TEST_SESSION_STDIN").is_some()
 }
@@ -96,23 +96,20 @@ fn read_bounded(reader: impl Read, cap: u64) -> Result<String, CmdError> {
 /// Decides what `chat` does for this process (SPEC §8.1), reading standard input when it is
 /// the prompt or part of it.
 pub fn plan(prompt: Option<&str>, interactive: bool, json: bool) -> Result<Plan, CmdError> {
-    decide(
-        prompt,
-        interactive,
-        json,
-        Stdin::of_process(),
-        session_reads_pipes(),
-        read_stdin,
-    )
+    let stdin = if session_reads_pipes() {
+        Stdin::Terminal
+    } else {
+        Stdin::of_process()
+    };
+    decide(prompt, interactive, json, stdin, read_stdin)
 }
 
-/// [`plan`] with standard input's kind, the test hook and the reader given.
+/// [`plan`] with standard input's kind and its reader given.
 fn decide(
     prompt: Option<&str>,
     interactive: bool,
     json: bool,
     stdin: Stdin,
-    session_reads_pipes: bool,
     read: impl FnOnce() -> Result<String, CmdError>,
 ) -> Result<Plan, CmdError> {
     if interactive && json {
@@ -124,7 +121,6 @@ fn decide(
     if interactive {
         return match stdin {
             Stdin::Terminal => Ok(Plan::Session),
-            _ if session_reads_pipes => Ok(Plan::Session),
             Stdin::Input => Err(CmdError::new(
                 exit::USAGE,
                 "-i cannot be used with piped input: the interactive session reads a terminal",
@@ -185,7 +181,7 @@ mod tests {
         piped: &str,
     ) -> Result<Plan, u8> {
         let piped = piped.to_string();
-        decide(prompt, interactive, false, stdin, false, move || Ok(piped)).map_err(|e| e.code)
+        decide(prompt, interactive, false, stdin, move || Ok(piped)).map_err(|e| e.code)
     }
 
     #[test]
@@ -219,10 +215,6 @@ mod tests {
         assert_eq!(with(Some("x"), true, Stdin::Input, ""), Err(exit::USAGE));
         assert_eq!(with(Some("x"), true, Stdin::Nothing, ""), Err(exit::USAGE));
         assert_eq!(with(None, false, Stdin::Nothing, ""), Err(exit::USAGE));
-        assert_eq!(
-            decide(None, true, false, Stdin::Input, true, || Ok(String::new())).map_err(|e| e.code),
-            Ok(Plan::Session)
-        );
     }
 
     #[test]
@@ -243,9 +235,7 @@ mod tests {
 
     #[test]
     fn json_with_the_session_is_a_usage_error() {
-        let r = decide(None, true, true, Stdin::Terminal, false, || {
-            Ok(String::new())
-        });
+        let r = decide(None, true, true, Stdin::Terminal, || Ok(String::new()));
         assert_eq!(r.map_err(|e| e.code), Err(exit::USAGE));
     }
 

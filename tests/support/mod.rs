@@ -18,7 +18,8 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-/// The debug build's hook that lets `-i` read its lines from a pipe (`commands::chat_input`).
+/// The debug build's hook that makes a piped standard input count as a terminal, so the session
+/// reads its lines from it (`commands::chat_input`).
 pub const SESSION_STDIN_HOOK: &str = "LLXPRT_TEST_SESSION_STDIN";
 
 /// What one run of the binary produced.
@@ -85,9 +86,9 @@ impl Run<'_> {
         self
     }
 
-    /// Drives the interactive session (`-i`) with `bytes` as its typed lines. `-i` needs a
-    /// terminal (SPEC §8.1); the debug build's `LLXPRT_TEST_SESSION_STDIN` hook lets the
-    /// session read them from the pipe instead.
+    /// Drives the interactive session with `bytes` as its typed lines. The session needs a
+    /// terminal (SPEC §8.1); the debug build's `LLXPRT_TEST_SESSION_STDIN` hook makes standard
+    /// input count as one, so the session reads them from the pipe.
     #[must_use]
     pub fn session_input(self, bytes: impl Into<Vec<u8>>) -> Self {
         self.env(SESSION_STDIN_HOOK, "1").stdin(bytes)
