@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Without a command: `llxprt` opens the interactive session; `llxprt PROMPT` answers once with
 /// `--profile-load NAME` or the default profile (a PROMPT that is a command's name runs the
-/// command: use `llxprt chat PROMPT` for such a prompt).
+/// command: use `llxprt chat PROMPT` for such a prompt). Piped input is one prompt: after
+/// PROMPT and a blank line, or alone.
 #[derive(Debug, Parser)]
 #[command(
     name = "llxprt",
@@ -36,10 +37,11 @@ pub struct TopArgs {
     /// Profile to load (default: the default profile).
     #[arg(long, value_name = "NAME")]
     pub profile_load: Option<String>,
-    /// Open the interactive session (PROMPT, if given, is sent first).
+    /// Open the interactive session (PROMPT, if given, is sent first); needs a terminal.
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Answer this prompt once and exit (without -i).
+    /// Answer this prompt once and exit (without -i); piped input follows it after a blank
+    /// line.
     pub prompt: Option<String>,
 }
 
@@ -193,10 +195,10 @@ pub struct ChatArgs {
     /// Profile to use (default: the default profile).
     #[arg(long)]
     pub profile: Option<String>,
-    /// The prompt; without it, the interactive session opens on a terminal, and standard
-    /// input is the prompt when it is not one.
+    /// The prompt; piped input follows it after a blank line. Without it, piped input is the
+    /// prompt, and on a terminal the interactive session opens.
     pub prompt: Option<String>,
-    /// Open the interactive session (PROMPT, if given, is sent first).
+    /// Open the interactive session (PROMPT, if given, is sent first); needs a terminal.
     #[arg(short = 'i', long, conflicts_with = "json")]
     pub interactive: bool,
     /// Print one JSON object (answer, backend, usage, attempts) instead of streaming.

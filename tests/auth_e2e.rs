@@ -873,7 +873,7 @@ fn planted_secrets_never_appear_in_any_output_or_file() {
     run(
         "session",
         cli.cmd(&["chat", "-i", "--profile", "m"])
-            .stdin("/auth\n/auth openai status\n/diagnostics\n/stats\n/profile save model s2 tok\nhello\n/quit\n")
+            .session_input("/auth\n/auth openai status\n/diagnostics\n/stats\n/profile save model s2 tok\nhello\n/quit\n")
             .run(),
     );
     let mut secrets = vec![
@@ -978,7 +978,7 @@ fn the_session_logs_in_enables_oauth_and_warns_about_missing_buckets() {
     ];
     let out = cli
         .cmd(&["chat", "-i"])
-        .stdin(lines.join("\n") + "\n")
+        .session_input(lines.join("\n") + "\n")
         .run();
     let all = out.all();
     assert_eq!(out.code, 0, "{all}");

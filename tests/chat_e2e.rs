@@ -866,7 +866,7 @@ fn set_of_a_backend_identity_is_refused_with_a_load_balancer_and_used_alone() {
         let one_shot = cli.run(&["chat", "--profile", "lb", "--set", &set, "hi"]);
         let session = cli
             .cmd(&["chat", "-i", "--profile", "lb", "--set", &set])
-            .stdin("hi\n/quit\n")
+            .session_input("hi\n/quit\n")
             .run();
         for out in [one_shot, session] {
             // Checked without printing it (SPEC §7).

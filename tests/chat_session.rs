@@ -50,7 +50,7 @@ fn model(cli: &Cli, name: &str, server: &Server, extra: Value) {
 fn session(cli: &Cli, args: &[&str], lines: &[&str]) -> support::Output {
     let mut input = lines.join("\n");
     input.push('\n');
-    cli.cmd(args).stdin(input).run()
+    cli.cmd(args).session_input(input).run()
 }
 
 /// The rendered output with the timings that change from run to run replaced.
@@ -322,7 +322,10 @@ fn quit_and_end_of_input_leave_with_0() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(s.requests().is_empty(), "nothing after /quit is read");
-    let out = cli.cmd(&["chat", "-i", "--profile", "m"]).run();
+    let out = cli
+        .cmd(&["chat", "-i", "--profile", "m"])
+        .session_input("")
+        .run();
     assert_eq!(out.code, 0, "end of input (Ctrl-D) leaves: {}", out.all());
 }
 
@@ -388,7 +391,8 @@ fn the_top_level_form_opens_the_session_or_answers_once() {
     let out = cli.run(&["--profile-load", "m", "hello"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(out.stdout, "top level\n");
-    // Bare llxprt opens the session (nothing loaded here: it says how to create a profile).
+    // Bare llxprt opens the session on a terminal (the test hook of `session` stands in for
+    // one; nothing loaded here: it says how to create a profile).
     let out = session(&cli, &[], &["/profile list", "/quit"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stderr.contains("no profile loaded"), "{}", out.stderr);
@@ -471,7 +475,7 @@ fn ctrl_c_during_an_answer_cancels_it_and_the_session_goes_on() {
     model(&cli, "m", &s, json!({}));
     let run = cli
         .cmd(&["chat", "-i", "--profile", "m"])
-        .stdin("never answered\nagain\n/quit\n")
+        .session_input("never answered\nagain\n/quit\n")
         .spawn();
     wait_for_requests(&s, 1);
     run.interrupt();

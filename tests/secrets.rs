@@ -777,7 +777,12 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
     );
     outputs.push((
         "llxprt chat -i --profile lb (session)".into(),
-        run_with(&cli, &["chat", "-i", "--profile", "lb"], &stdin, &[]),
+        run_with(
+            &cli,
+            &["chat", "-i", "--profile", "lb"],
+            &stdin,
+            &[(support::SESSION_STDIN_HOOK, "1")],
+        ),
     ));
 
     // serve, with --record and its own --api-key; its stderr is the request log.

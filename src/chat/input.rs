@@ -14,8 +14,8 @@ use rustyline::history::FileHistory;
 
 use super::history;
 
-/// Longest line read from a pipe, newline excluded: the same as a prompt read from standard
-/// input by a one-shot (`MAX_STDIN_PROMPT`).
+/// Longest line read from a pipe, newline excluded. (`-i` needs a terminal, SPEC §8.1; the
+/// session reads a pipe only under the end-to-end tests' hook, `commands::chat_input`.)
 pub const MAX_PIPED_LINE: usize = 16 * 1024 * 1024;
 
 /// What one read gave.

@@ -186,7 +186,11 @@ pub fn delete(s: &Session, name: &str) -> Result<Vec<String>, String> {
         ));
     }
     let actual = store.delete(name, false).map_err(|e| match e {
-        StoreError::Missing(m) => format!("{m} (/profile list shows them)"),
+        StoreError::Missing {
+            suggestion: Some(ref s),
+            ..
+        } => format!("{e}; did you mean \"{s}\"?"),
+        StoreError::Missing { .. } => format!("{e} (/profile list shows them)"),
         other => other.to_string(),
     })?;
     let mut lines = vec![format!("deleted profile \"{actual}\"")];

@@ -141,14 +141,18 @@ impl Session {
     /// A profile that does not load is an exit-3 error naming its file (SPEC §8.1).
     pub fn load(&mut self, name: &str) -> Result<&Loaded, CmdError> {
         let (profile, diags) = self.store.load(name).map_err(|e| match e {
-            StoreError::Missing(m) => match self.store.path_of(name) {
+            StoreError::Missing { ref suggestion, .. } => match self.store.path_of(name) {
                 Ok(path) => CmdError::new(
                     exit::CONFIG,
-                    format!("{m} (no file {})", path.display()),
+                    format!("{e} (no file {})", path.display()),
                 )
-                .help(format!(
-                    "re-save it (llxprt profile save model|loadbalancer {name} …), or pick one from llxprt profile list"
-                )),
+                .help(match suggestion {
+                    // SPEC §8.1: a missing profile name gets a did-you-mean.
+                    Some(s) => format!("did you mean \"{s}\"?"),
+                    None => format!(
+                        "re-save it (llxprt profile save model|loadbalancer {name} …), or pick one from llxprt profile list"
+                    ),
+                }),
                 Err(e) => e.into(),
             },
             other => other.into(),

@@ -2,13 +2,14 @@
 //! the interactive session ([`crate::chat::session::Session::send`]), streaming to stdout with
 //! the `served by` line on stderr, or one `--json` object — and the way into the session.
 //!
-//! Owns: choosing between one-shot and session, reading the prompt, the one-shot's output and
-//! exit codes. Must not: run a turn any other way than the session's.
+//! Owns: the one-shot's output and exit codes (what to run, and the prompt, are decided first
+//! by [`super::chat_input`]). Must not: run a turn any other way than the session's.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 
 use serde_json::json;
 
+use super::chat_input::Plan;
 use super::{CmdError, Streams, exit};
 use crate::chat::session::Session;
 use crate::chat::sink::Sink;
@@ -19,34 +20,22 @@ use crate::engine::plan::MidStream;
 use crate::profile::names::same_profile_name;
 use crate::profile::store::Store;
 
-/// Largest prompt read from standard input (SPEC §7).
-pub const MAX_STDIN_PROMPT: u64 = 16 * 1024 * 1024;
-
 /// Exit code of a one-shot interrupted by Ctrl-C (SPEC §8.2).
 pub const INTERRUPTED: u8 = 130;
 
-fn stdin_prompt() -> Result<String, CmdError> {
-    let mut buf = Vec::new();
-    std::io::stdin()
-        .take(MAX_STDIN_PROMPT + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| CmdError::new(exit::FAILED, format!("cannot read standard input: {e}")))?;
-    if buf.len() as u64 > MAX_STDIN_PROMPT {
-        return Err(CmdError::new(
-            exit::USAGE,
-            format!("the prompt on standard input is over {MAX_STDIN_PROMPT} bytes"),
-        ));
-    }
-    String::from_utf8(buf)
-        .map_err(|_| CmdError::new(exit::USAGE, "the prompt on standard input is not UTF-8"))
-}
-
-/// Runs `llxprt chat`: the session without a PROMPT on a terminal or with `-i`; else once.
-pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
-    if args.interactive || (args.prompt.is_none() && std::io::stdin().is_terminal()) {
-        return repl::run(args, store, io);
-    }
-    match once(args, store, io) {
+/// Runs `llxprt chat` as `plan` says ([`super::chat_input::plan`], decided before the store
+/// is opened): the session, or one prompt answered once.
+pub fn run(
+    args: &ChatArgs,
+    plan: Plan,
+    store: &Store,
+    io: &mut Streams<'_>,
+) -> Result<u8, CmdError> {
+    let prompt = match plan {
+        Plan::Session => return repl::run(args, store, io),
+        Plan::Once(prompt) => prompt,
+    };
+    match once(args, prompt, store, io) {
         // SPEC §8.1: with --json a profile that cannot be loaded (missing, invalid, a load
         // balancer whose backend is gone, no default) still prints the failure object, with
         // no attempts; the exit code stays 3.
@@ -70,7 +59,12 @@ fn unloadable_default(e: CmdError) -> CmdError {
 }
 
 /// The one-shot: one prompt through the session's turn path.
-fn once(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
+fn once(
+    args: &ChatArgs,
+    prompt: String,
+    store: &Store,
+    io: &mut Streams<'_>,
+) -> Result<u8, CmdError> {
     let default = || store.default_profile();
     let name = match &args.profile {
         Some(n) => n.clone(),
@@ -79,13 +73,6 @@ fn once(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdE
                 .help("create one with llxprt profile save model NAME --provider P --model M, then llxprt profile set-default NAME")
         })?,
     };
-    let prompt = match &args.prompt {
-        Some(p) => p.clone(),
-        None => stdin_prompt()?,
-    };
-    if prompt.trim().is_empty() {
-        return Err(CmdError::new(exit::USAGE, "the prompt is empty"));
-    }
     let mode = if args.json || !std::io::stdout().is_terminal() {
         MidStream::Buffer
     } else {

@@ -11,6 +11,7 @@ use crate::profile::store::{Store, StoreError};
 
 pub mod auth;
 pub mod chat;
+pub mod chat_input;
 pub mod diagnostics;
 pub mod profile;
 pub mod serve;
@@ -72,11 +73,11 @@ impl From<StoreError> for CmdError {
     fn from(e: StoreError) -> Self {
         let code = match &e {
             StoreError::InvalidName(_) => exit::USAGE,
-            StoreError::Missing(_) | StoreError::Invalid { .. } => exit::CONFIG,
+            StoreError::Missing { .. } | StoreError::Invalid { .. } => exit::CONFIG,
             StoreError::Refused(_) | StoreError::Io(_) => exit::FAILED,
         };
         let help = match &e {
-            StoreError::Missing(_) => Some("see the profiles with llxprt profile list".to_string()),
+            StoreError::Missing { suggestion, .. } => Some(missing_help(suggestion.as_deref())),
             StoreError::Invalid { path, .. } => Some(format!(
                 "run llxprt profile validate {} and fix or re-save it",
                 path.display()
@@ -88,6 +89,15 @@ impl From<StoreError> for CmdError {
             message: e.to_string(),
             help,
         }
+    }
+}
+
+/// The `help:` of a missing profile: the close name when there is one (SPEC §8.1), else where
+/// to see them all.
+fn missing_help(suggestion: Option<&str>) -> String {
+    match suggestion {
+        Some(s) => format!("did you mean \"{s}\"?"),
+        None => "see the profiles with llxprt profile list".to_string(),
     }
 }
 
@@ -107,22 +117,27 @@ pub fn run(cli: Cli, io: &mut Streams<'_>) -> Result<u8, CmdError> {
     match cli.command {
         Some(Command::Profile(cmd)) => profile::run(cmd, &store()?, io),
         Some(Command::Simulate(args)) => simulate::run(&args, &store()?, io),
-        Some(Command::Chat(args)) => chat::run(&args, &store()?, io),
+        Some(Command::Chat(args)) => {
+            // SPEC §8.1: usage errors are found before any profile is loaded.
+            let plan = chat_input::plan(args.prompt.as_deref(), args.interactive, args.json)?;
+            chat::run(&args, plan, &store()?, io)
+        }
         Some(Command::Stats(args)) => stats::run(&args, &store()?, io),
         Some(Command::Diagnostics(args)) => diagnostics::run(&args, &store()?, io),
         Some(Command::Serve(args)) => serve::run(&args, store()?),
         Some(Command::Auth(cmd)) => auth::run(cmd, &store()?, io),
         None => {
-            // SPEC §8.1: `llxprt [--profile-load NAME] [-i] [PROMPT]`; bare `llxprt` opens the
-            // session, a PROMPT without -i answers once.
+            // SPEC §8.1: `llxprt [--profile-load NAME] [-i] [PROMPT]` is `chat`: bare `llxprt`
+            // opens the session on a terminal, piped input is one prompt.
             let top = cli.top;
             let args = ChatArgs {
                 profile: top.profile_load,
-                interactive: top.interactive || top.prompt.is_none(),
+                interactive: top.interactive,
                 prompt: top.prompt,
                 ..ChatArgs::default()
             };
-            chat::run(&args, &store()?, io)
+            let plan = chat_input::plan(args.prompt.as_deref(), args.interactive, args.json)?;
+            chat::run(&args, plan, &store()?, io)
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Severity};
-use super::model::{ModelProfile, Profile, Purpose};
+use super::model::{ModelProfile, Profile, Purpose, did_you_mean};
 use super::names::{check_profile_name, same_profile_name};
 use super::validate::{self, MAX_PROFILE_BYTES, Resolved, Resolver};
 use crate::fsutil::{read_limited, write_atomic};
@@ -32,7 +32,13 @@ pub enum StoreError {
     /// A name argument is invalid (usage error, exit 2).
     InvalidName(String),
     /// The profile does not exist (configuration error, exit 3).
-    Missing(String),
+    Missing {
+        /// The name asked for, as given.
+        name: String,
+        /// The existing profile whose name is closest, when it is close enough to be a typo
+        /// (SPEC §8.1: a missing profile name gets a did-you-mean).
+        suggestion: Option<String>,
+    },
     /// The profile exists but does not load (exit 3); diagnostics say why.
     Invalid {
         /// The file.
@@ -49,10 +55,10 @@ pub enum StoreError {
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::InvalidName(m)
-            | StoreError::Missing(m)
-            | StoreError::Refused(m)
-            | StoreError::Io(m) => f.write_str(m),
+            StoreError::InvalidName(m) | StoreError::Refused(m) | StoreError::Io(m) => {
+                f.write_str(m)
+            }
+            StoreError::Missing { name, .. } => write!(f, "profile \"{name}\" does not exist"),
             StoreError::Invalid { path, diagnostics } => {
                 let first = diagnostics.iter().find(|d| d.severity == Severity::Error);
                 match first {
@@ -271,6 +277,16 @@ impl Store {
         names
     }
 
+    /// The error for a profile `name` that does not exist, with the closest existing name when
+    /// one is close enough to be a typo.
+    fn missing(&self, name: &str) -> StoreError {
+        let names = self.names();
+        StoreError::Missing {
+            name: name.to_string(),
+            suggestion: did_you_mean(name, names.iter().map(String::as_str)).map(str::to_string),
+        }
+    }
+
     /// The existing profile whose name equals `name` ignoring case, if any.
     fn existing_name(&self, name: &str) -> Option<String> {
         self.names()
@@ -287,9 +303,7 @@ impl Store {
         let (path, meta) = match fs::metadata(&exact) {
             Ok(m) if m.is_file() => (exact, Some(m)),
             _ => {
-                let actual = self.existing_name(name).ok_or_else(|| {
-                    StoreError::Missing(format!("profile \"{name}\" does not exist"))
-                })?;
+                let actual = self.existing_name(name).ok_or_else(|| self.missing(name))?;
                 let path = self.path_of(&actual)?;
                 let meta = fs::metadata(&path).ok();
                 (path, meta)
@@ -584,7 +598,7 @@ impl Store {
     pub fn delete(&self, name: &str, force: bool) -> Result<String, StoreError> {
         let _relist = Relist(&self.listing);
         self.path_of(name)?;
-        let missing = || StoreError::Missing(format!("profile \"{name}\" does not exist"));
+        let missing = || self.missing(name);
         // A missing profile is refused without creating the lock (or the root).
         self.existing_name(name).ok_or_else(missing)?;
         let _lock = self.lock_profiles()?;
@@ -684,7 +698,7 @@ impl Store {
     /// `profile delete` of it cannot land in between and leave the default naming nothing.
     pub fn set_default_existing(&self, name: &str) -> Result<String, StoreError> {
         self.path_of(name)?;
-        let missing = || StoreError::Missing(format!("profile \"{name}\" does not exist"));
+        let missing = || self.missing(name);
         self.existing_name(name).ok_or_else(missing)?;
         let _lock = self.lock_profiles()?;
         let actual = self.existing_name(name).ok_or_else(missing)?;
@@ -722,7 +736,7 @@ impl Resolver for Store {
                 }
                 resolved
             }
-            Err(StoreError::Missing(_) | StoreError::InvalidName(_)) => Resolved::Missing,
+            Err(StoreError::Missing { .. } | StoreError::InvalidName(_)) => Resolved::Missing,
             Err(_) => Resolved::Invalid(self.profiles_dir().join(format!("{name}.json"))),
         }
     }

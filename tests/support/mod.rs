@@ -18,6 +18,10 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
+/// The debug build's hook that makes a piped standard input count as a terminal, so the session
+/// reads its lines from it (`commands::chat_input`).
+pub const SESSION_STDIN_HOOK: &str = "LLXPRT_TEST_SESSION_STDIN";
+
 /// What one run of the binary produced.
 #[derive(Debug)]
 pub struct Output {
@@ -69,6 +73,7 @@ pub struct Run<'a> {
     cli: &'a Cli,
     args: Vec<String>,
     stdin: Option<Vec<u8>>,
+    null_stdin: bool,
     cwd: Option<PathBuf>,
     env: Vec<(String, std::ffi::OsString)>,
 }
@@ -78,6 +83,21 @@ impl Run<'_> {
     #[must_use]
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Drives the interactive session with `bytes` as its typed lines. The session needs a
+    /// terminal (SPEC §8.1); the debug build's `LLXPRT_TEST_SESSION_STDIN` hook makes standard
+    /// input count as one, so the session reads them from the pipe.
+    #[must_use]
+    pub fn session_input(self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.env(SESSION_STDIN_HOOK, "1").stdin(bytes)
+    }
+
+    /// Standard input is `/dev/null` (a character device, not a pipe), as `</dev/null` gives.
+    #[must_use]
+    pub fn null_stdin(mut self) -> Self {
+        self.null_stdin = true;
         self
     }
 
@@ -112,16 +132,20 @@ impl Run<'_> {
             .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.cwd.as_deref().unwrap_or(self.cli.home()))
-            .stdin(Stdio::piped())
+            .stdin(if self.null_stdin {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("the llxprt binary runs");
+        // Written, then closed (dropped) at the end of the `if`.
+        if let Some(mut stdin) = child.stdin.take()
+            && let Some(bytes) = &self.stdin
         {
-            let mut stdin = child.stdin.take().expect("stdin is piped");
-            if let Some(bytes) = &self.stdin {
-                // The program may exit before reading everything; that is its business.
-                let _ = stdin.write_all(bytes);
-            }
+            // The program may exit before reading everything; that is its business.
+            let _ = stdin.write_all(bytes);
         }
         Running {
             child,
@@ -264,6 +288,7 @@ impl Cli {
             cli: self,
             args: args.iter().map(|a| a.as_ref().to_string()).collect(),
             stdin: None,
+            null_stdin: false,
             cwd: None,
             env: Vec::new(),
         }
