@@ -14,7 +14,7 @@ use super::credentials::Secret;
 use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage};
 use super::sse::SseDecoder;
 use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
-use crate::chat::budget;
+use crate::shell::budget;
 use crate::driver::Executor;
 use crate::engine::plan::MidStream;
 use crate::engine::{Action, Class, Outcome, RequestId, classify_status};
@@ -59,7 +59,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Rough token estimate when a provider sends no usage: characters / 4 (SPEC §5.8).
-pub use crate::chat::budget::estimate_tokens;
+pub use crate::shell::budget::estimate_tokens;
 
 /// One attempt as the caller reports it (`--json` attempts, SPEC §8.1).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
