@@ -9,6 +9,7 @@ pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod commands;
+pub mod conversation;
 pub mod driver;
 pub mod engine;
 pub mod fsutil;

@@ -229,7 +229,7 @@ fn stats(s: &Session, part: StatsPart, io: &mut Streams<'_>) -> std::io::Result<
         Err(e) => return error(io, &format!("cannot read the state file: {e}")),
     };
     for w in &file.warnings {
-        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let v =
         crate::commands::stats::stats_json(&prepared.plan, &shared, crate::shell::http::now_ms());

@@ -89,7 +89,7 @@ fn status(a: &AuthStatusArgs, st: &Store, io: &mut Streams<'_>) -> Result<u8, Cm
         .read()
         .map_err(|e| CmdError::new(exit::FAILED, format!("cannot read the state file: {e}")))?;
     for w in &file.warnings {
-        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let rows = status::report(st.root(), only, &shared, now_ms());
     if a.json {

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::{CmdError, Streams, exit};
 use crate::chat::session::Session;
-use crate::chat::turn::Prepared;
 use crate::cli::DiagnosticsArgs;
+use crate::conversation::prepare::Prepared;
 use crate::engine::plan::MidStream;
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::store::Store;

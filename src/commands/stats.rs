@@ -132,7 +132,7 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
             )
         })?;
         for w in &file.warnings {
-            writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+            writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
         }
         writeln!(
             io.err,
@@ -155,7 +155,7 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
         )
     })?;
     for w in &file.warnings {
-        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let now = now_ms();
     let v = stats_json(&plan, &shared, now);

@@ -145,7 +145,7 @@ pub fn serve(store: Store, opts: Options, log: &Log) -> Result<(), CmdError> {
     for w in dropped {
         log(&format!(
             "llxprt serve: {}",
-            crate::chat::turn::state_warning(&w)
+            crate::conversation::notes::state_warning(&w)
         ));
     }
     let ctx = Arc::new(Ctx {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::record::Recording;
 use super::sink::{Serving, ServingCell};
-use crate::chat::turn::Prepared;
+use crate::conversation::prepare::Prepared;
 use crate::driver::{self, Ending, Executor};
 use crate::engine::state::SharedState;
 use crate::engine::{Action, Outcome, RequestId};

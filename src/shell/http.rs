@@ -14,13 +14,13 @@ use super::credentials::Secret;
 use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage};
 use super::sse::SseDecoder;
 use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
-use crate::shell::budget;
 use crate::driver::Executor;
 use crate::engine::plan::MidStream;
 use crate::engine::{Action, Class, Outcome, RequestId, classify_status};
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::settings::Streaming;
 use crate::redact::{hide_known, is_secret_name, redact, secret_parts};
+use crate::shell::budget;
 
 /// Where answer text goes as it arrives.
 pub trait AnswerSink {
