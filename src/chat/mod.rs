@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::cli::ChatArgs;
 use crate::commands::{CmdError, exit};
 use crate::profile::settings::parse_assignment;
-use crate::simulate::trace::check_settings_value;
+use crate::profile::validate::check_settings_value;
 
 pub mod auth;
 pub mod handlers;
