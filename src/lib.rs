@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod conversation;
 pub mod driver;

@@ -15,10 +15,10 @@ use super::loopback::Listener;
 use super::pkce::{self, Pkce};
 use super::store;
 use super::token::{self, Poll, Tokens};
+use crate::clock::now_ms;
 use crate::fsutil::read_limited;
 use crate::provider::Provider;
 use crate::shell::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential};
-use crate::shell::http::now_ms;
 use crate::timefmt::rfc3339;
 
 /// The login flags, as `llxprt auth login` and `/auth P login B` take them.

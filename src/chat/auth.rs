@@ -17,9 +17,9 @@ use super::handlers::error;
 use super::session::Session;
 use crate::auth::login::{self, LoginFlags, Method, Options};
 use crate::auth::{status, store};
+use crate::clock::now_ms;
 use crate::commands::Streams;
 use crate::profile::validate::expand_tilde;
-use crate::shell::http::now_ms;
 use crate::state_file::StateFile;
 
 /// `/auth`'s usage line.

@@ -231,8 +231,7 @@ fn stats(s: &Session, part: StatsPart, io: &mut Streams<'_>) -> std::io::Result<
     for w in &file.warnings {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
-    let v =
-        crate::commands::stats::stats_json(&prepared.plan, &shared, crate::shell::http::now_ms());
+    let v = crate::commands::stats::stats_json(&prepared.plan, &shared, crate::clock::now_ms());
     crate::commands::stats::write_text(
         &v,
         &prepared.plan.lb,

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use crate::clock::now_ms;
 use crate::conversation::notes::state_warning;
 use crate::conversation::prepare::Prepared;
 use crate::driver::{self, Ending};
 use crate::record::{Recorder, RecordingExec};
-use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
+use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec};
 use crate::shell::protocol::{StoredReasoning, Turn};
 use crate::state_file::StateFile;
 

@@ -10,8 +10,8 @@ use super::{CmdError, Streams, exit};
 use crate::auth::login::{self, LoginFlags, Options};
 use crate::auth::{status, store};
 use crate::cli::{AuthCommand, AuthLoginArgs, AuthStatusArgs, AuthTargetArgs};
+use crate::clock::now_ms;
 use crate::profile::store::Store;
-use crate::shell::http::now_ms;
 use crate::state_file::StateFile;
 
 /// Runs `llxprt auth …`.

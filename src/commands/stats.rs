@@ -5,13 +5,13 @@ use serde_json::{Map, Value, json};
 
 use super::{CmdError, Streams, exit};
 use crate::cli::{StatsArgs, StatsView};
+use crate::clock::now_ms;
 use crate::engine::plan::{MidStream, Plan};
 use crate::engine::state::SharedState;
 use crate::profile::model::{ModelProfile, Profile};
 use crate::profile::resolve::build_plan;
 use crate::profile::settings::Settings;
 use crate::profile::store::Store;
-use crate::shell::http::now_ms;
 use crate::state_file::StateFile;
 use crate::timefmt::rfc3339;
 

@@ -7,11 +7,11 @@
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
+use crate::clock::now_ms;
 use crate::engine::state::Circuit;
 use crate::profile::model::Profile;
 use crate::profile::resolve::failover_settings;
 use crate::profile::settings::{MidStream, Settings};
-use crate::shell::http::now_ms;
 
 /// The backends of a profile and its circuit timeout (a model profile alone is its own one
 /// backend, SPEC §5.2).
