@@ -2,8 +2,7 @@
 //! never appear in output; at most an `sk-…abcd` style hint does.
 //!
 //! Owns: the redacted form of a secret, the walk that redacts a JSON document, and scrubbing
-//! what looks like a key out of a provider's message ([`scrub`]). Must not:
-//! log or print.
+//! what looks like a key out of a provider's message ([`scrub`]). Must not: log or print.
 
 use serde_json::Value;
 

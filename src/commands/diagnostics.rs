@@ -10,6 +10,7 @@
 use serde_json::{Value, json};
 
 use super::{CmdError, Streams, exit};
+use crate::auth::credentials::{self, Source, StoredCredential};
 use crate::chat::session::Session;
 use crate::cli::DiagnosticsArgs;
 use crate::clock::now_ms;
@@ -17,7 +18,6 @@ use crate::conversation::prepare::Prepared;
 use crate::engine::plan::MidStream;
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::store::Store;
-use crate::shell::credentials::{self, Source, StoredCredential};
 use crate::state_file::StateFile;
 use crate::timefmt::rfc3339;
 

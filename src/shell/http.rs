@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::credentials::Secret;
 use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage};
 use super::sse::SseDecoder;
 use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
+use crate::auth::credentials::Secret;
 use crate::clock::now_ms;
 use crate::driver::Executor;
 use crate::engine::plan::MidStream;
