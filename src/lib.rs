@@ -13,6 +13,7 @@ pub mod commands;
 pub mod conversation;
 pub mod driver;
 pub mod engine;
+pub mod face;
 pub mod fsutil;
 pub mod fuzzing;
 pub mod profile;

@@ -18,7 +18,7 @@ use super::session::Session;
 use crate::auth::login::{self, LoginFlags, Method, Options};
 use crate::auth::{status, store};
 use crate::clock::now_ms;
-use crate::commands::Streams;
+use crate::face::Streams;
 use crate::profile::validate::expand_tilde;
 use crate::state_file::StateFile;
 

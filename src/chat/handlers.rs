@@ -9,7 +9,7 @@ use super::profiles;
 use super::session::Session;
 use super::slash::{Slash, StatsPart};
 use crate::commands::diagnostics::{self, Running};
-use crate::commands::{CmdError, Streams};
+use crate::face::{CmdError, Streams};
 use crate::state_file::StateFile;
 
 /// What the REPL does after a command.

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::cli::ChatArgs;
-use crate::commands::{CmdError, exit};
+use crate::face::{CmdError, exit};
 use crate::profile::settings::parse_assignment;
 use crate::profile::validate::check_settings_value;
 

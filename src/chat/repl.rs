@@ -22,9 +22,9 @@ use super::slash::{self, Input, Slash};
 use super::{apply_args, apply_identity_args, cancel_flag};
 use crate::cli::ChatArgs;
 use crate::commands::diagnostics::history_path;
-use crate::commands::{CmdError, Streams, exit};
 use crate::driver::Ending;
 use crate::engine::plan::MidStream;
+use crate::face::{CmdError, Streams, exit};
 use crate::profile::store::Store;
 use crate::redact::is_secret_name;
 

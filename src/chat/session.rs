@@ -23,10 +23,10 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{Map, Value};
 
 use super::turn::{TurnOutcome, run_turn};
-use crate::commands::{CmdError, exit};
 use crate::conversation::prepare::{Prepared, lookup_backend, resolve};
 use crate::driver::Ending;
 use crate::engine::plan::MidStream;
+use crate::face::{CmdError, exit};
 use crate::profile::diagnostic::Severity;
 use crate::profile::model::{ModelProfile, Profile};
 use crate::profile::names::same_profile_name;

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::commands::{CmdError, exit};
 use crate::engine::plan::MidStream;
+use crate::face::{CmdError, exit};
 use crate::profile::store::Store;
 
 pub mod conn;
