@@ -269,14 +269,7 @@ fn group(toks: &[(String, usize)], mut i: usize, prefix: &str, out: &mut Vec<Imp
         match t.as_str() {
             "}" => return i + 1,
             "," => i += 1,
-            "self" => {
-                out.push(Import {
-                    line: *line,
-                    path: prefix.to_string(),
-                });
-                i += 1;
-            }
-            "*" => {
+            "self" | "*" => {
                 out.push(Import {
                     line: *line,
                     path: prefix.to_string(),
@@ -325,6 +318,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// One line that breaks a rule: file, line, the source line, the forbidden paths it names.
+type Found = (String, usize, String, Vec<String>);
+
 #[test]
 fn no_module_imports_across_a_forbidden_layer() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -336,9 +332,7 @@ fn no_module_imports_across_a_forbidden_layer() {
         "expected the crate's sources, read {}",
         files.len()
     );
-    // Per rule: (file, line, the source line, the forbidden paths named on it).
-    let mut broken: Vec<Vec<(String, usize, String, Vec<String>)>> =
-        RULES.iter().map(|_| Vec::new()).collect();
+    let mut broken: Vec<Vec<Found>> = RULES.iter().map(|_| Vec::new()).collect();
     for file in &files {
         let rel = file.strip_prefix(&src).unwrap();
         let Some(module) = module_of(rel) else {
@@ -358,7 +352,7 @@ fn no_module_imports_across_a_forbidden_layer() {
                     let at = format!("src/{}", rel.display());
                     match broken[r].last_mut() {
                         Some(last) if last.0 == at && last.1 == import.line => {
-                            last.3.push(import.path.clone())
+                            last.3.push(import.path.clone());
                         }
                         _ => {
                             let source = lines
@@ -392,7 +386,7 @@ fn no_module_imports_across_a_forbidden_layer() {
 
 #[test]
 fn extractor_reads_every_use_form_and_skips_comments_and_literals() {
-    let src = r##"
+    let src = r#"
 //! See [`x`](crate::ignored::doc) and crate::ignored::inner.
 use crate::a::b;
 pub use crate::c::D;
@@ -403,12 +397,12 @@ fn x() {
     // crate::ignored::line
     let _ = crate::auth::refresh::Refresher::default(); /* crate::ignored::block */
     let s = "crate::ignored::string";
-    let r = r#"crate::ignored::raw "quoted""#;
+    let r = r"crate::ignored::raw";
     let ch = '"'; let lt: &'static str = "";
     let v = $crate::q::r!();
     pub(crate) fn y() {}
 }
-"##;
+"#;
     let got: Vec<(usize, String)> = extract(src).into_iter().map(|i| (i.line, i.path)).collect();
     let want: Vec<(usize, &str)> = vec![
         (3, "crate::a::b"),
@@ -426,6 +420,10 @@ fn x() {
     ];
     let want: Vec<(usize, String)> = want.into_iter().map(|(l, p)| (l, p.to_string())).collect();
     assert_eq!(got, want);
+    // A raw string with hashes may hold quotes and `"` followed by other text.
+    let raw = "let r = br##\"crate::ignored \"quoted\"# \"##; use crate::z;";
+    let got: Vec<String> = extract(raw).into_iter().map(|i| i.path).collect();
+    assert_eq!(got, ["crate::z"]);
 }
 
 #[test]
