@@ -1,8 +1,8 @@
 //! Secret redaction (SPEC §7): API keys, tokens, keyfile contents and sensitive header values
 //! never appear in output; at most an `sk-…abcd` style hint does.
 //!
-//! Owns: the redacted form of a secret and the walk that redacts a JSON document. Must not:
-//! log or print.
+//! Owns: the redacted form of a secret, the walk that redacts a JSON document, and scrubbing
+//! what looks like a key out of a provider's message ([`scrub`]). Must not: log or print.
 
 use serde_json::Value;
 
@@ -237,6 +237,32 @@ fn redact_secret_value(v: &mut Value) {
     }
 }
 
+/// Replaces anything that looks like a key or token in a provider message with its redacted
+/// form (SPEC §7).
+pub fn scrub(message: &str) -> String {
+    message
+        .split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
+        .map(|w| {
+            let core = w
+                .trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',');
+            let looks_secret = core.len() >= 20
+                && (core.starts_with("sk-")
+                    || core.starts_with("AIza")
+                    || core.starts_with("ya29.")
+                    || core.starts_with("Bearer"))
+                || (core.len() >= 32
+                    && core
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            if looks_secret {
+                w.replacen(core, &redact(core), 1)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +362,13 @@ mod tests {
         }
         let kept = r#""auth-keyfile": "~/.k", "X-Trace": "on", "token": true, "max_tokens": 4096, "auth": {"type": "oauth", "buckets": ["work"]}"#;
         assert_eq!(apply(kept), kept);
+    }
+
+    #[test]
+    fn scrub_hides_keys_in_messages() {
+        let m =
+            scrub("Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz123456. See docs");
+        assert!(!m.contains("abcdefghijklmnop"), "{m}");
+        assert!(m.contains("Incorrect API key provided"), "{m}");
     }
 }

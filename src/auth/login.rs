@@ -15,10 +15,10 @@ use super::loopback::Listener;
 use super::pkce::{self, Pkce};
 use super::store;
 use super::token::{self, Poll, Tokens};
+use crate::auth::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential};
+use crate::clock::now_ms;
 use crate::fsutil::read_limited;
 use crate::provider::Provider;
-use crate::shell::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential};
-use crate::shell::http::now_ms;
 use crate::timefmt::rfc3339;
 
 /// The login flags, as `llxprt auth login` and `/auth P login B` take them.
@@ -258,7 +258,7 @@ fn api_key(raw: &str) -> Result<StoredCredential, String> {
 
 fn read_key_file(path: &Path) -> Result<String, String> {
     let bytes = read_limited(path, MAX_SECRET_FILE_BYTES)
-        .map_err(|e| crate::shell::credentials::read_error(path, &e))?;
+        .map_err(|e| crate::auth::credentials::read_error(path, &e))?;
     String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 

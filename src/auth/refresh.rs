@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 
 use super::store::{self, LOCK_WAIT};
 use super::token;
+use crate::auth::credentials::{self, Lookup, Secret, Source, StoredCredential};
+use crate::clock::now_ms;
 use crate::profile::model::ModelProfile;
-use crate::shell::credentials::{self, Lookup, Secret, Source, StoredCredential};
-use crate::shell::http::now_ms;
 
 /// A token that expires within this margin is refreshed before use (SPEC §6.3).
 pub const EXPIRY_MARGIN_MS: u64 = 60_000;

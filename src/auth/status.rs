@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::store::{self, Listed};
+use crate::auth::credentials::StoredCredential;
 use crate::engine::state::SharedState;
 use crate::provider::Provider;
-use crate::shell::credentials::StoredCredential;
 use crate::timefmt::rfc3339;
 
 /// One row per stored bucket, of `only` or of every provider.

@@ -10,11 +10,11 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::auth::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential, bucket_path};
 use crate::fsutil::{read_limited, write_atomic};
 use crate::profile::model::ModelProfile;
 use crate::profile::names::check_bucket_name;
 use crate::provider::{self, Provider};
-use crate::shell::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential, bucket_path};
 
 /// The canonical provider for a name or alias (SPEC §6.1: `codex` → `openai`, `claudecode` →
 /// `anthropic`; credentials are stored under the canonical name).
@@ -44,7 +44,7 @@ pub fn read_path(path: &Path) -> Result<Option<StoredCredential>, String> {
     let bytes = match read_limited(path, MAX_SECRET_FILE_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(crate::shell::credentials::read_error(path, &e)),
+        Err(e) => return Err(crate::auth::credentials::read_error(path, &e)),
     };
     // serde's message could quote a value; only the position is kept.
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::shell::http::scrub;
+use crate::redact::scrub;
 
 /// Largest token-endpoint response read.
 pub const MAX_TOKEN_BODY: u64 = 1024 * 1024;

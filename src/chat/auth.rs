@@ -17,9 +17,9 @@ use super::handlers::error;
 use super::session::Session;
 use crate::auth::login::{self, LoginFlags, Method, Options};
 use crate::auth::{status, store};
-use crate::commands::Streams;
+use crate::clock::now_ms;
+use crate::face::Streams;
 use crate::profile::validate::expand_tilde;
-use crate::shell::http::now_ms;
 use crate::state_file::StateFile;
 
 /// `/auth`'s usage line.
@@ -94,7 +94,7 @@ fn show(s: &Session, provider: Option<&str>, io: &mut Streams<'_>) -> std::io::R
         Err(e) => return error(io, &format!("cannot read the state file: {e}")),
     };
     for w in &file.warnings {
-        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let rows = status::report(s.store().root(), only, &shared, now_ms());
     for line in status::lines(&rows) {

@@ -8,8 +8,8 @@
 use super::profiles;
 use super::session::Session;
 use super::slash::{Slash, StatsPart};
-use crate::commands::diagnostics::{self, Running};
-use crate::commands::{CmdError, Streams};
+use crate::face::{CmdError, Streams};
+use crate::report::diagnostics::{self, Running};
 use crate::state_file::StateFile;
 
 /// What the REPL does after a command.
@@ -119,13 +119,13 @@ pub fn run(
         } => say_lines(io, profiles::save_lb(s, &name, policy, &backends))?,
         Slash::Load(name) => load(s, name, io, ask)?,
         Slash::List => {
-            if let Err(e) = crate::commands::profile::list(&s.store().clone(), false, io) {
+            if let Err(e) = crate::report::profiles::list(&s.store().clone(), false, io) {
                 cmd_error(io, &e)?;
             }
         }
         Slash::Delete(name) => say_lines(io, profiles::delete(s, &name))?,
         Slash::SetDefault(name) => {
-            if let Err(e) = crate::commands::profile::set_default(&s.store().clone(), &name, io) {
+            if let Err(e) = crate::report::profiles::set_default(&s.store().clone(), &name, io) {
                 cmd_error(io, &e)?;
             }
         }
@@ -229,11 +229,10 @@ fn stats(s: &Session, part: StatsPart, io: &mut Streams<'_>) -> std::io::Result<
         Err(e) => return error(io, &format!("cannot read the state file: {e}")),
     };
     for w in &file.warnings {
-        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
-    let v =
-        crate::commands::stats::stats_json(&prepared.plan, &shared, crate::shell::http::now_ms());
-    crate::commands::stats::write_text(
+    let v = crate::report::stats::stats_json(&prepared.plan, &shared, crate::clock::now_ms());
+    crate::report::stats::write_text(
         &v,
         &prepared.plan.lb,
         part != StatsPart::Buckets,

@@ -3,8 +3,8 @@
 //!
 //! Parts: [`slash`] reads a line (message or slash command); [`session`] holds what is loaded,
 //! the session's overrides and the conversation; [`turn`] runs one turn through the engine and
-//! the HTTP shell; [`budget`] decides how much history one request to one backend carries
-//! (SPEC §5.8); [`sink`] writes the answer (and the spinner); [`handlers`] and [`profiles`]
+//! the HTTP shell (whose [`crate::shell::budget`] decides how much history one request to one
+//! backend carries, SPEC §5.8); [`sink`] writes the answer (and the spinner); [`handlers`] and [`profiles`]
 //! carry out the commands; [`repl`] is the line editor loop. Must not: decide retries or
 //! failover (the engine does) or build provider requests (the shell does).
 
@@ -14,12 +14,11 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::cli::ChatArgs;
-use crate::commands::{CmdError, exit};
+use crate::face::{CmdError, exit};
 use crate::profile::settings::parse_assignment;
-use crate::simulate::trace::check_settings_value;
+use crate::profile::validate::check_settings_value;
 
 pub mod auth;
-pub mod budget;
 pub mod handlers;
 pub mod history;
 pub mod input;

@@ -147,7 +147,7 @@ pub fn save_lb(
 }
 
 /// `/profile load NAME`: the lines to show (what was loaded; its warnings as one line).
-pub fn load(s: &mut Session, name: &str) -> Result<Vec<String>, crate::commands::CmdError> {
+pub fn load(s: &mut Session, name: &str) -> Result<Vec<String>, crate::face::CmdError> {
     let l = s.load(name)?;
     let mut lines = vec![format!(
         "loaded profile \"{}\": {}",

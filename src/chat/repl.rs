@@ -21,12 +21,12 @@ use super::sink::Sink;
 use super::slash::{self, Input, Slash};
 use super::{apply_args, apply_identity_args, cancel_flag};
 use crate::cli::ChatArgs;
-use crate::commands::diagnostics::history_path;
-use crate::commands::{CmdError, Streams, exit};
 use crate::driver::Ending;
 use crate::engine::plan::MidStream;
+use crate::face::{CmdError, Streams, exit};
 use crate::profile::store::Store;
 use crate::redact::is_secret_name;
+use crate::report::diagnostics::history_path;
 
 /// Whether a line may be kept in the history file: never one that may carry a secret (SPEC §7).
 fn may_record(input: &Input) -> bool {

@@ -22,11 +22,12 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::{Map, Value};
 
-use super::turn::{Prepared, TurnOutcome, run_turn};
-use crate::commands::{CmdError, exit};
+use super::turn::{TurnOutcome, run_turn};
+use crate::conversation::prepare::{Prepared, lookup_backend, resolve};
 use crate::driver::Ending;
 use crate::driver::plan::build_plan;
 use crate::engine::plan::MidStream;
+use crate::face::{CmdError, exit};
 use crate::profile::diagnostic::Severity;
 use crate::profile::model::{ModelProfile, Profile};
 use crate::profile::names::same_profile_name;
@@ -82,14 +83,6 @@ pub struct Session {
     mid_stream_default: MidStream,
     /// `--record TRACE` (SPEC §9.2).
     pub recorder: Option<crate::record::Recorder>,
-}
-
-/// A backend profile by name from the store (model profiles only).
-pub fn lookup_backend(store: &Store, name: &str) -> Result<ModelProfile, String> {
-    match store.load_backend(name).map_err(|e| e.to_string())? {
-        Profile::Model(m) => Ok(m),
-        Profile::LoadBalancer(_) => Err(format!("backend \"{name}\" is a load balancer")),
-    }
 }
 
 impl Session {
@@ -288,18 +281,12 @@ impl Session {
             let (n, m) = self.model_setup()?;
             (n, Profile::Model(m))
         };
-        let root = self.store.root().to_path_buf();
-        // SPEC §5.3: an OAuth bucket whose stored login has a refresh token.
-        let refreshable = |provider: &str, bucket: &str| {
-            crate::auth::store::has_refresh_token(&root, provider, bucket)
-        };
-        let (plan, mut backends) = build_plan(
+        let (plan, mut backends) = resolve(
+            &self.store,
             &name,
             &profile,
-            &|n: &str| lookup_backend(&self.store, n),
             &self.settings,
             self.mid_stream_default,
-            &refreshable,
         )?;
         for b in &mut backends {
             b.profile

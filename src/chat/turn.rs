@@ -10,22 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use crate::clock::now_ms;
+use crate::conversation::notes::state_warning;
+use crate::conversation::prepare::Prepared;
 use crate::driver::{self, Ending};
-use crate::engine::Plan;
-use crate::profile::resolve::ResolvedBackend;
 use crate::record::{Recorder, RecordingExec};
-use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
+use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec};
 use crate::shell::protocol::{StoredReasoning, Turn};
 use crate::state_file::StateFile;
-
-/// What a turn runs on: the engine's plan and each backend's resolved settings.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// The plan (its `lb` names the profile being run).
-    pub plan: Arc<Plan>,
-    /// The backends, with `modelParams` and §3.1 settings as sent.
-    pub backends: Vec<ResolvedBackend>,
-}
 
 /// Who delivered an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,17 +122,6 @@ impl TurnOutcome {
 fn request_id() -> u64 {
     // Unique across processes sharing the state file (a probe names its request).
     (u64::from(std::process::id()) << 32) | (now_ms() & 0xffff_ffff)
-}
-
-/// One of `StateFile::warnings` as a line to show: a warning about the whole file (not JSON,
-/// over its limit and moved aside) is a sentence naming it; anything else is the key of an
-/// entry that did not parse.
-pub fn state_warning(w: &str) -> String {
-    if w.starts_with("the state file ") {
-        format!("warning: {w}")
-    } else {
-        format!("warning: the state file's entry {w} did not parse and was dropped")
-    }
 }
 
 /// Runs one turn: `turns` is the whole history ending with the user's message; every attempt

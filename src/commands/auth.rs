@@ -10,8 +10,8 @@ use super::{CmdError, Streams, exit};
 use crate::auth::login::{self, LoginFlags, Options};
 use crate::auth::{status, store};
 use crate::cli::{AuthCommand, AuthLoginArgs, AuthStatusArgs, AuthTargetArgs};
+use crate::clock::now_ms;
 use crate::profile::store::Store;
-use crate::shell::http::now_ms;
 use crate::state_file::StateFile;
 
 /// Runs `llxprt auth …`.
@@ -89,7 +89,7 @@ fn status(a: &AuthStatusArgs, st: &Store, io: &mut Streams<'_>) -> Result<u8, Cm
         .read()
         .map_err(|e| CmdError::new(exit::FAILED, format!("cannot read the state file: {e}")))?;
     for w in &file.warnings {
-        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let rows = status::report(st.root(), only, &shared, now_ms());
     if a.json {

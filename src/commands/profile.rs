@@ -9,7 +9,6 @@ use crate::cli::{PolicyArg, ProfileCommand, SaveCommand, SaveLbArgs, SaveModelAr
 use crate::fsutil::read_limited;
 use crate::profile::diagnostic::{Diagnostic, Palette, Severity, render_human, render_json};
 use crate::profile::model::{Profile, did_you_mean};
-use crate::profile::names::same_profile_name;
 use crate::profile::schema;
 use crate::profile::settings::{self, Scope, parse_assignment};
 use crate::profile::store::Store;
@@ -20,7 +19,7 @@ use crate::redact::redact_json;
 pub fn run(cmd: ProfileCommand, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
     match cmd {
         ProfileCommand::Validate(a) => validate_files(&a, store, io),
-        ProfileCommand::List(a) => list(store, a.json, io),
+        ProfileCommand::List(a) => crate::report::profiles::list(store, a.json, io),
         ProfileCommand::Show(a) => show(store, &a.name, io),
         ProfileCommand::Delete(a) => {
             let name = store.delete(&a.name, a.force)?;
@@ -31,7 +30,7 @@ pub fn run(cmd: ProfileCommand, store: &Store, io: &mut Streams<'_>) -> Result<u
             }
             Ok(exit::OK)
         }
-        ProfileCommand::SetDefault(a) => set_default(store, &a.name, io),
+        ProfileCommand::SetDefault(a) => crate::report::profiles::set_default(store, &a.name, io),
         ProfileCommand::Save(SaveCommand::Model(a)) => save_model(store, &a, io),
         ProfileCommand::Save(SaveCommand::Loadbalancer(a)) => save_lb(store, &a, io),
     }
@@ -137,75 +136,6 @@ fn validate_files(a: &ValidateArgs, store: &Store, io: &mut Streams<'_>) -> Resu
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// `profile list` (also the session's `/profile list`).
-pub(crate) fn list(store: &Store, json: bool, io: &mut Streams<'_>) -> Result<u8, CmdError> {
-    let default = store.default_profile()?;
-    let is_default = |n: &str| default.as_deref().is_some_and(|d| same_profile_name(d, n));
-    let listed = store.list();
-    if json {
-        let rows: Vec<Value> = listed
-            .iter()
-            .map(|l| {
-                let mut o = json!({"name": l.name, "default": is_default(&l.name)});
-                match &l.profile {
-                    Ok(Profile::Model(m)) => {
-                        o["kind"] = json!("model");
-                        o["provider"] = json!(m.provider);
-                        o["model"] = json!(m.model);
-                    }
-                    Ok(Profile::LoadBalancer(lb)) => {
-                        o["kind"] = json!("loadbalancer");
-                        o["policy"] = json!(lb.policy.as_str());
-                        o["backends"] = json!(lb.backends);
-                    }
-                    Err(e) => o["invalid"] = json!(e),
-                }
-                o
-            })
-            .collect();
-        writeln!(
-            io.out,
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("plain JSON")
-        )?;
-        return Ok(exit::OK);
-    }
-    if listed.is_empty() {
-        writeln!(
-            io.err,
-            "no profiles in {}; create one with llxprt profile save model NAME --provider P --model M",
-            store.profiles_dir().display()
-        )?;
-    }
-    let width = listed
-        .iter()
-        .map(|l| l.name.chars().count())
-        .max()
-        .unwrap_or(0);
-    for l in &listed {
-        let mark = if is_default(&l.name) { '*' } else { ' ' };
-        let what = match &l.profile {
-            Ok(p) => p.summary(),
-            Err(e) => format!("(invalid: {e})"),
-        };
-        writeln!(io.out, "{mark} {:width$}  {what}", l.name)?;
-    }
-    Ok(exit::OK)
-}
-
-/// `profile set-default NAME|none` (also the session's).
-pub(crate) fn set_default(store: &Store, name: &str, io: &mut Streams<'_>) -> Result<u8, CmdError> {
-    if name.eq_ignore_ascii_case("none") {
-        store.set_default(None)?;
-        writeln!(io.err, "no default profile")?;
-        return Ok(exit::OK);
-    }
-    // The check that it exists and the write are one step (SPEC §1: concurrent processes).
-    let actual = store.set_default_existing(name)?;
-    writeln!(io.err, "default profile: {actual}")?;
-    Ok(exit::OK)
 }
 
 /// Where an effective setting's value came from.

@@ -49,7 +49,7 @@ pub fn run(args: &SimulateArgs, store: &Store, io: &mut Streams<'_>) -> Result<u
             .filter(|k| ["base-url", "auth-keyfile", "auth-key"].contains(&k.as_str()))
             .cloned()
             .collect();
-        let over: Settings = trace::check_settings_value(&Value::Object(sets))
+        let over: Settings = validate::check_settings_value(&Value::Object(sets))
             .map_err(|e| CmdError::new(exit::USAGE, format!("--set {e}")))?;
         session.overlay(&over);
         // SPEC §3: a backend's identity only comes from the backend, and a simulation sends

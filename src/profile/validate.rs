@@ -17,7 +17,7 @@ use super::names::same_profile_name;
 use super::numbers;
 use super::raw::RawProfile;
 use super::schema;
-use super::settings::Scope;
+use super::settings::{Scope, Settings};
 
 /// Largest profile file read (SPEC §7: no unbounded allocation). Profiles are small; 1 MiB
 /// leaves room for long system prompts.
@@ -164,6 +164,28 @@ pub fn schema_findings(schema: &schema::Schema, value: &Value) -> Vec<Finding> {
     }
     out.dedup();
     out
+}
+
+/// Reads a JSON value as a settings object (`--set`, `/set`, a trace's overrides) and checks it
+/// against the settings schema; the error names the key and what is wrong with it.
+pub fn check_settings_value(v: &Value) -> Result<Settings, String> {
+    let findings = schema_findings(&schema::SETTINGS, v);
+    if let Some(f) = findings.first() {
+        return Err(format!(
+            "{}: {}",
+            f.pointer.trim_start_matches('/'),
+            f.message
+        ));
+    }
+    let mut s: Settings = serde_json::from_value(v.clone()).map_err(|e| {
+        // SPEC §7: a number too large for its type names its key and the limit.
+        match numbers::unreadable_integers(schema::SETTINGS.value(), v).first() {
+            Some(f) => format!("{}: {}", f.pointer.trim_start_matches('/'), f.message),
+            None => e.to_string(),
+        }
+    })?;
+    s.normalise();
+    Ok(s)
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -24,8 +24,8 @@ use super::request;
 use super::run::{self, Finished};
 use super::sink::{Collect, Serving, StreamSink};
 use super::{Ctx, health, log, wire};
+use crate::clock::now_ms;
 use crate::driver::Ending;
-use crate::shell::http::now_ms;
 
 /// What a request leaves to do.
 enum Next {

@@ -7,12 +7,12 @@
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
+use crate::clock::now_ms;
 use crate::driver::plan::failover_settings;
 use crate::engine::MidStream;
 use crate::engine::circuit::Circuit;
 use crate::profile::model::Profile;
 use crate::profile::settings::Settings;
-use crate::shell::http::now_ms;
 
 /// The backends of a profile and its circuit timeout (a model profile alone is its own one
 /// backend, SPEC §5.2).

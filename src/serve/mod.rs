@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::commands::{CmdError, exit};
 use crate::engine::plan::MidStream;
+use crate::face::{CmdError, exit};
 use crate::profile::store::Store;
 
 pub mod conn;
@@ -145,7 +145,7 @@ pub fn serve(store: Store, opts: Options, log: &Log) -> Result<(), CmdError> {
     for w in dropped {
         log(&format!(
             "llxprt serve: {}",
-            crate::chat::turn::state_warning(&w)
+            crate::conversation::notes::state_warning(&w)
         ));
     }
     let ctx = Arc::new(Ctx {

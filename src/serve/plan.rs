@@ -25,8 +25,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::request::ChatRequest;
-use crate::chat::session::lookup_backend;
-use crate::chat::turn::Prepared;
+use crate::conversation::prepare::{Prepared, lookup_backend, resolve};
 use crate::driver::plan::build_plan;
 use crate::engine::plan::MidStream;
 use crate::profile::model::{LoadBalancerProfile, Profile};
@@ -127,17 +126,12 @@ pub fn prepare(store: &Store, default: &str, req: &ChatRequest) -> Result<Chosen
         system_prompt: req.system.clone(),
         ..Settings::default()
     };
-    let root = store.root().to_path_buf();
-    let refreshable = |provider: &str, bucket: &str| {
-        crate::auth::store::has_refresh_token(&root, provider, bucket)
-    };
-    let (mut plan, mut backends) = build_plan(
+    let (mut plan, mut backends) = resolve(
+        store,
         &name,
         &profile,
-        &|n: &str| lookup_backend(store, n),
         &session,
         mid_stream_default(req.stream),
-        &refreshable,
     )
     .map_err(|e| PlanError::Config(format!("profile \"{name}\" cannot run: {e}")))?;
     // SPEC §5.8: serve cannot unsend bytes, so restart behaves as continue.

@@ -16,14 +16,15 @@ use serde_json::Value;
 
 use super::record::Recording;
 use super::sink::{Serving, ServingCell};
-use crate::chat::turn::Prepared;
+use crate::clock::now_ms;
+use crate::conversation::prepare::Prepared;
 use crate::driver::Attempted;
 use crate::driver::{self, Ending, Executor};
 use crate::engine::state::SharedState;
 use crate::engine::{Note, Plan, RequestId, Step};
 use crate::profile::resolve::ResolvedBackend;
 use crate::record::RecordingExec;
-use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
+use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec};
 use crate::shell::protocol::Turn;
 use crate::state_file::LeasedState;
 

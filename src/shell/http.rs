@@ -8,20 +8,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::credentials::Secret;
 use super::protocol::{self, Chunk, Conversation, Credential, Target, Turn, Usage};
 use super::sse::SseDecoder;
 use super::transport::{self, Deadlines, MAX_BODY, MAX_ERROR_BODY, Msg, TransportError};
-use crate::chat::budget;
+use crate::auth::credentials::Secret;
+use crate::clock::now_ms;
 use crate::driver::Attempted;
 use crate::driver::Executor;
 use crate::engine::plan::MidStream;
 use crate::engine::{Class, Note, Outcome, Plan, RequestId, Step, classify_status};
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::settings::Streaming;
-use crate::redact::{hide_known, is_secret_name, redact, secret_parts};
+use crate::redact::{hide_known, is_secret_name, scrub, secret_parts};
+use crate::shell::budget;
 
 /// Where answer text goes as it arrives.
 pub trait AnswerSink {
@@ -52,15 +52,8 @@ pub fn show_reasoning(b: &ResolvedBackend) -> bool {
         .unwrap_or(true)
 }
 
-/// The current Unix time in milliseconds: the engine's clock in the shell (SPEC §5.9).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Rough token estimate when a provider sends no usage: characters / 4 (SPEC §5.8).
-pub use crate::chat::budget::estimate_tokens;
+pub use crate::shell::budget::estimate_tokens;
 
 /// One attempt as the caller reports it (`--json` attempts, SPEC §8.1).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -886,32 +879,6 @@ impl Executor for HttpExec<'_> {
     }
 }
 
-/// Replaces anything that looks like a key or token in a provider message with its redacted
-/// form (SPEC §7).
-pub fn scrub(message: &str) -> String {
-    message
-        .split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
-        .map(|w| {
-            let core = w
-                .trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',');
-            let looks_secret = core.len() >= 20
-                && (core.starts_with("sk-")
-                    || core.starts_with("AIza")
-                    || core.starts_with("ya29.")
-                    || core.starts_with("Bearer"))
-                || (core.len() >= 32
-                    && core
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-            if looks_secret {
-                w.replacen(core, &redact(core), 1)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -949,13 +916,5 @@ mod tests {
         );
         assert_eq!(retry_after(&h("retry-after", "soon"), 0), None);
         assert_eq!(retry_after(&h("retry-after", "-1"), 0), None);
-    }
-
-    #[test]
-    fn scrub_hides_keys_in_messages() {
-        let m =
-            scrub("Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz123456. See docs");
-        assert!(!m.contains("abcdefghijklmnop"), "{m}");
-        assert!(m.contains("Incorrect API key provided"), "{m}");
     }
 }

@@ -4,10 +4,11 @@
 //!
 //! Parts: the providers' wire protocols ([`protocol`]) and the incremental server-sent events
 //! decoder ([`sse`]), pure functions over bytes and JSON; the [`transport`] (ureq, deadlines);
-//! [`credentials`]; and the [`http`] executor that turns each exchange into an outcome. Must
-//! not: decide retries, failover or waits (the engine does).
+//! the context [`budget`] (how much history one request carries); and the [`http`] executor
+//! that turns each exchange into an outcome, with each bucket's secret from
+//! [`crate::auth::credentials`]. Must not: decide retries, failover or waits (the engine does).
 
-pub mod credentials;
+pub mod budget;
 pub mod http;
 pub mod protocol;
 pub mod sse;

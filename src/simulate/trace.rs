@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::profile::diagnostic::Finding;
 use crate::profile::jsonpos::escape_token;
@@ -263,25 +262,4 @@ impl Trace {
             }
         }
     }
-}
-
-/// Reads a JSON value as a settings object for `--set` and checks it against the schema.
-pub fn check_settings_value(v: &Value) -> Result<Settings, String> {
-    let findings = validate::schema_findings(&schema::SETTINGS, v);
-    if let Some(f) = findings.first() {
-        return Err(format!(
-            "{}: {}",
-            f.pointer.trim_start_matches('/'),
-            f.message
-        ));
-    }
-    let mut s: Settings = serde_json::from_value(v.clone()).map_err(|e| {
-        // SPEC §7: a number too large for its type names its key and the limit.
-        match crate::profile::numbers::unreadable_integers(schema::SETTINGS.value(), v).first() {
-            Some(f) => format!("{}: {}", f.pointer.trim_start_matches('/'), f.message),
-            None => e.to_string(),
-        }
-    })?;
-    s.normalise();
-    Ok(s)
 }

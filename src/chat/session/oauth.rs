@@ -6,9 +6,9 @@
 //! (that is `/auth P login B`) or read a token.
 
 use super::Session;
+use crate::auth::credentials::StoredCredential;
 use crate::auth::login::no_builtin_signin;
 use crate::auth::store;
-use crate::shell::credentials::StoredCredential;
 
 impl Session {
     /// Whether `/auth P enable` is in effect (`None`: the loaded profile's own `auth`).

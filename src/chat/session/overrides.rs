@@ -9,9 +9,9 @@ use serde_json::{Map, Value, json};
 use super::{Identity, Session};
 use crate::profile::model::{Profile, did_you_mean};
 use crate::profile::settings::{self, Settings};
+use crate::profile::validate::check_settings_value;
 use crate::profile::validate::expand_tilde;
 use crate::redact::{redact, redact_json};
-use crate::simulate::trace::check_settings_value;
 
 /// A typed value: JSON when it parses, else the text itself (SPEC §8.1).
 fn read_value(text: &str) -> Value {

@@ -9,15 +9,15 @@
 
 use serde_json::{Value, json};
 
-use super::{CmdError, Streams, exit};
+use crate::auth::credentials::{self, Source, StoredCredential};
 use crate::chat::session::Session;
-use crate::chat::turn::Prepared;
 use crate::cli::DiagnosticsArgs;
+use crate::clock::now_ms;
+use crate::conversation::prepare::Prepared;
 use crate::engine::plan::MidStream;
+use crate::face::{CmdError, Streams, exit};
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::store::Store;
-use crate::shell::credentials::{self, Source, StoredCredential};
-use crate::shell::http::now_ms;
 use crate::state_file::StateFile;
 use crate::timefmt::rfc3339;
 

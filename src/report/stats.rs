@@ -3,15 +3,15 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{CmdError, Streams, exit};
 use crate::cli::{StatsArgs, StatsView};
+use crate::clock::now_ms;
 use crate::driver::plan::build_plan;
 use crate::engine::plan::{MidStream, Plan};
 use crate::engine::state::SharedState;
+use crate::face::{CmdError, Streams, exit};
 use crate::profile::model::{ModelProfile, Profile};
 use crate::profile::settings::Settings;
 use crate::profile::store::Store;
-use crate::shell::http::now_ms;
 use crate::state_file::StateFile;
 use crate::timefmt::rfc3339;
 
@@ -132,7 +132,7 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
             )
         })?;
         for w in &file.warnings {
-            writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+            writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
         }
         writeln!(
             io.err,
@@ -155,7 +155,7 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
         )
     })?;
     for w in &file.warnings {
-        writeln!(io.err, "{}", crate::chat::turn::state_warning(w))?;
+        writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let now = now_ms();
     let v = stats_json(&plan, &shared, now);
