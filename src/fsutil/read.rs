@@ -83,19 +83,19 @@ fn open_regular_with(path: &Path, mut options: OpenOptions) -> io::Result<File> 
         // rather than the errno's words.
         Err(e) => {
             return Err(match fs::metadata(path) {
-                Ok(m) if !m.is_file() => refused(path, &m.file_type()),
+                Ok(m) if !m.is_file() => refused(path, m.file_type()),
                 _ => e,
             });
         }
     };
     let kind = file.metadata()?.file_type();
     if !kind.is_file() {
-        return Err(refused(path, &kind));
+        return Err(refused(path, kind));
     }
     Ok(file)
 }
 
-fn refused(path: &Path, kind: &fs::FileType) -> io::Error {
+fn refused(path: &Path, kind: fs::FileType) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         NotRegularFile {
@@ -105,7 +105,7 @@ fn refused(path: &Path, kind: &fs::FileType) -> io::Error {
     )
 }
 
-fn describe(kind: &fs::FileType) -> &'static str {
+fn describe(kind: fs::FileType) -> &'static str {
     if kind.is_dir() {
         return "directory";
     }
@@ -164,7 +164,7 @@ pub fn read_once(path: &Path, limit: u64, timeout: Duration) -> io::Result<Vec<u
                 let file = File::open(&owned)?;
                 let kind = file.metadata()?.file_type();
                 if kind.is_dir() {
-                    return Err(refused(&owned, &kind));
+                    return Err(refused(&owned, kind));
                 }
                 read_capped(file, limit)
             };

@@ -228,18 +228,17 @@ impl Store {
         Ok(self.profiles_dir().join(format!("{name}.json")))
     }
 
-    /// Names of the profile files, sorted; temporary and dot files are ignored, and so are
-    /// directories. A symlink is listed whatever it points to, and so is a FIFO, socket or
-    /// device: loading follows the link as any read does, and something other than a regular
-    /// file there is a profile that does not load, with the error naming it (SPEC §7.1), rather
-    /// than a profile that loads by name but is missing from every listing.
+    /// Names of the profile files, sorted; temporary and dot files are ignored. Whatever a
+    /// name is, it is listed: a symlink, which loading follows as every read does, and a FIFO,
+    /// device or directory too, which is then a profile that does not load, with the error
+    /// naming it (SPEC §7.1) — rather than a profile that loads by name in one command but is
+    /// missing from every listing, or one that "does not exist" while its file is there.
     pub fn names(&self) -> Vec<String> {
         let Ok(rd) = fs::read_dir(self.profiles_dir()) else {
             return Vec::new();
         };
         let mut names: Vec<String> = rd
             .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| !n.starts_with('.'))
             .filter_map(|n| n.strip_suffix(".json").map(str::to_string))

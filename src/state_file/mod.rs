@@ -198,17 +198,19 @@ fn unreadable_name(path: &Path) -> PathBuf {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    (0u32..)
-        .map(|n| {
-            let mut aside = path.as_os_str().to_os_string();
-            aside.push(format!(".unreadable-{ms}"));
-            if n > 0 {
-                aside.push(format!("-{n}"));
-            }
-            PathBuf::from(aside)
-        })
-        .find(|p| fs::symlink_metadata(p).is_err())
-        .expect("some name is free")
+    let mut n = 0u32;
+    loop {
+        let mut aside = path.as_os_str().to_os_string();
+        aside.push(format!(".unreadable-{ms}"));
+        if n > 0 {
+            aside.push(format!("-{n}"));
+        }
+        let aside = PathBuf::from(aside);
+        if fs::symlink_metadata(&aside).is_err() {
+            return aside;
+        }
+        n += 1;
+    }
 }
 
 /// Renames the state file at `path` to `aside`; the error says why it was moved (`why`) and why
@@ -616,7 +618,11 @@ mod tests {
         fs::write(f.path(), b"[]").unwrap();
         let mut g = StateFile::new(dir.path());
         assert!(g.read().unwrap().lbs.is_empty());
-        assert!(g.warnings[0].contains("is not a JSON object"), "{:?}", g.warnings);
+        assert!(
+            g.warnings[0].contains("is not a JSON object"),
+            "{:?}",
+            g.warnings
+        );
         assert_eq!(aside(dir.path()).len(), 2);
     }
 }
