@@ -268,7 +268,10 @@ fn profile() {
     matrix(
         |cli| cli.profile_path("a"),
         |kind, path, label, out| {
-            if label.starts_with("chat") || label == "profile validate" || label == "profile list" {
+            // A directory in the profiles directory is no profile file: not listed (a symlink
+            // to one is, below); loaded by name, it is named.
+            let listed = label == "profile list" && !matches!(kind, Kind::Dir);
+            if label.starts_with("chat") || label == "profile validate" || listed {
                 names_it(kind, path, label, out);
             }
             if label == "profile save" {
@@ -562,17 +565,23 @@ fn symlinked_profiles_are_listed_loaded_and_routed() {
         "routed to it"
     );
 
-    // A symlink to a FIFO is a profile that does not load, named as such, never a hang.
+    // A symlink to a FIFO or a directory is a profile that does not load, named as such,
+    // never a hang.
     let fifo = cli.user_home().join("p.fifo");
     Kind::Fifo.make(&fifo);
     std::os::unix::fs::symlink(&fifo, cli.profile_path("piped")).unwrap();
+    let dir = cli.user_home().join("p.dir");
+    Kind::Dir.make(&dir);
+    std::os::unix::fs::symlink(&dir, cli.profile_path("folder")).unwrap();
     let out = bounded(cli.cmd(&["profile", "list"]), "profile list");
-    assert!(
-        out.all()
-            .contains(&refusal(&cli.profile_path("piped"), Kind::Fifo)),
-        "{}",
-        out.render()
-    );
+    for (name, kind) in [("piped", Kind::Fifo), ("folder", Kind::Dir)] {
+        assert!(
+            out.all().contains(&refusal(&cli.profile_path(name), kind)),
+            "{}",
+            out.render()
+        );
+    }
     let models = get(&agent, &format!("{}/v1/models", serve.url()));
     assert!(!models.body.contains("\"piped\""), "{}", models.body);
+    assert!(!models.body.contains("\"folder\""), "{}", models.body);
 }

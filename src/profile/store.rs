@@ -228,17 +228,18 @@ impl Store {
         Ok(self.profiles_dir().join(format!("{name}.json")))
     }
 
-    /// Names of the profile files, sorted; temporary and dot files are ignored. Whatever a
-    /// name is, it is listed: a symlink, which loading follows as every read does, and a FIFO,
-    /// device or directory too, which is then a profile that does not load, with the error
-    /// naming it (SPEC §7.1) — rather than a profile that loads by name in one command but is
-    /// missing from every listing, or one that "does not exist" while its file is there.
+    /// Names of the profile files, sorted; temporary and dot files and directories are
+    /// ignored. Anything else is listed: a symlink, which loading follows as every read does
+    /// (to a directory too), and a FIFO, socket or device, which is then a profile that does
+    /// not load, with the error naming it (SPEC §7.1) — rather than a profile that loads by
+    /// name in one command but is missing from every listing.
     pub fn names(&self) -> Vec<String> {
         let Ok(rd) = fs::read_dir(self.profiles_dir()) else {
             return Vec::new();
         };
         let mut names: Vec<String> = rd
             .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| !n.starts_with('.'))
             .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
@@ -287,9 +288,12 @@ impl Store {
     fn read(&self, name: &str) -> Result<(PathBuf, Vec<u8>), StoreError> {
         let exact = self.path_of(name)?;
         // The name as given names the file (one stat); else the listing finds it in any case.
+        // Something other than a file there (a directory, a FIFO) is read as the file, to be
+        // refused by name (SPEC §7.1), not said not to exist.
         let (path, meta) = match fs::metadata(&exact) {
             Ok(m) if m.is_file() => (exact, Some(m)),
-            _ => {
+            Ok(_) => (exact, None),
+            Err(_) => {
                 let actual = self.existing_name(name).ok_or_else(|| {
                     StoreError::Missing(format!("profile \"{name}\" does not exist"))
                 })?;
