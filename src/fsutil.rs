@@ -1,7 +1,8 @@
-//! Crash-safe file writes (SPEC §1).
+//! Crash-safe file writes (SPEC §1), and reads that never hang (SPEC §7.1, in [`read`]).
 //!
 //! Owns: writing a file so that a crash at any point leaves either the previous version or the
-//! new one, never a torn file. Must not: decide paths or formats; callers do.
+//! new one, never a torn file; opening every file llxprt reads or locks so that a FIFO, device,
+//! socket or directory is refused by name. Must not: decide paths or formats; callers do.
 //!
 //! # Test hook: stalling a write (debug builds only)
 //!
@@ -26,6 +27,12 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+mod read;
+pub use read::{
+    NotRegularFile, not_regular, open_existing_lock, open_lock, open_regular, read_limited,
+    read_once,
+};
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename over
 /// the target, fsync the directory (SPEC §1). New files get mode 0600.
@@ -191,22 +198,6 @@ fn set_private(_file: &fs::File) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a file of at most `limit` bytes; a larger file is an error that names the limit
-/// instead of an unbounded allocation (SPEC §7).
-pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = fs::File::open(path)?;
-    let mut buf = Vec::new();
-    file.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("file is larger than the {limit}-byte limit"),
-        ));
-    }
-    Ok(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,14 +230,5 @@ mod tests {
         write_atomic(&path, b"{}").unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-    }
-
-    #[test]
-    fn read_limited_refuses_large_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("big");
-        fs::write(&path, vec![b'x'; 11]).unwrap();
-        assert!(read_limited(&path, 10).is_err());
-        assert_eq!(read_limited(&path, 11).unwrap().len(), 11);
     }
 }

@@ -128,10 +128,15 @@ pub fn bucket_path(root: &Path, provider: &str, bucket: &str) -> PathBuf {
 }
 
 /// Why a key or token file could not be read: the file and the kind of error, never the
-/// content — except that a file over [`MAX_SECRET_FILE_BYTES`] says so, with the limit (the
-/// error `read_limited` gives it holds nothing else; SPEC §7).
+/// content — except that a file over [`MAX_SECRET_FILE_BYTES`] says so, with the limit, and
+/// a file that is no regular file says what it is (the errors `read_limited` gives them hold
+/// nothing else; SPEC §7, §7.1).
 pub fn read_error(path: &Path, e: &std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::InvalidData {
+    if let Some(why) = crate::fsutil::not_regular(e) {
+        why.to_string()
+    } else if e.kind() == std::io::ErrorKind::InvalidData
+        || e.kind() == std::io::ErrorKind::TimedOut
+    {
         format!("cannot read {}: {e}", path.display())
     } else {
         format!("cannot read {}: {}", path.display(), e.kind())

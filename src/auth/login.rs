@@ -17,7 +17,7 @@ use super::store;
 use super::token::{self, Poll, Tokens};
 use crate::auth::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential};
 use crate::clock::now_ms;
-use crate::fsutil::read_limited;
+use crate::fsutil::read_once;
 use crate::provider::Provider;
 use crate::timefmt::rfc3339;
 
@@ -256,8 +256,14 @@ fn api_key(raw: &str) -> Result<StoredCredential, String> {
     Ok(StoredCredential::Apikey { version: 1, key })
 }
 
+/// How long `--key-file` may take to give its key: it may be a pipe (`<(pass show …)`), whose
+/// writer could never come (SPEC §7.1).
+const KEY_FILE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The key of `--key-file`: named on the command line for this one read, so it may be a pipe
+/// or `/dev/stdin` (SPEC §7.1), read once with the secret files' cap and [`KEY_FILE_TIMEOUT`].
 fn read_key_file(path: &Path) -> Result<String, String> {
-    let bytes = read_limited(path, MAX_SECRET_FILE_BYTES)
+    let bytes = read_once(path, MAX_SECRET_FILE_BYTES, KEY_FILE_TIMEOUT)
         .map_err(|e| crate::auth::credentials::read_error(path, &e))?;
     String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }

@@ -6,12 +6,12 @@
 //! writing, listing and deleting bucket files, and the sibling `<bucket>.json.lock` file.
 //! Must not: print a secret, or put one in an error message.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::auth::credentials::{MAX_SECRET_FILE_BYTES, StoredCredential, bucket_path};
-use crate::fsutil::{read_limited, write_atomic};
+use crate::fsutil::{open_lock, read_limited, write_atomic};
 use crate::profile::model::ModelProfile;
 use crate::profile::names::check_bucket_name;
 use crate::provider::{self, Provider};
@@ -237,16 +237,11 @@ pub fn lock(
         create_private_dir(dir)
             .map_err(|e| format!("cannot create {}: {}", dir.display(), e.kind()))?;
     }
-    let mut opts = OpenOptions::new();
-    opts.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {}", lock_path.display(), e.kind()))?;
+    // Opened without blocking, a regular file only (SPEC §7.1).
+    let file = open_lock(&lock_path).map_err(|e| match crate::fsutil::not_regular(&e) {
+        Some(why) => why.to_string(),
+        None => format!("cannot open {}: {}", lock_path.display(), e.kind()),
+    })?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {

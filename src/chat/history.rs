@@ -6,11 +6,13 @@
 //! Owns: the file's format (rustyline's `#V2`: one entry per line, `\` and newlines escaped) and
 //! its size cap. Must not: decide which lines may be kept (the session does, SPEC §7).
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{read_limited, write_atomic};
+use crate::fsutil::{
+    not_regular, open_existing_lock, open_lock, open_regular, read_limited, write_atomic,
+};
 
 /// Most entries kept; the oldest go first.
 pub const MAX_ENTRIES: usize = 1000;
@@ -32,11 +34,8 @@ pub fn load(path: &Path) -> io::Result<Vec<String>> {
 /// Adds `entry` to the history file at `path` (see the module doc), keeping the last
 /// [`MAX_ENTRIES`]; a repeat of the last entry is not added twice.
 pub fn append(path: &Path, entry: &str) -> io::Result<()> {
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path(path))?;
+    // Opened without blocking, a regular file only (SPEC §7.1).
+    let lock = open_lock(&lock_path(path))?;
     lock.lock()?;
     let mut entries = load(path)?;
     if entries.last().map(String::as_str) == Some(entry) {
@@ -45,6 +44,19 @@ pub fn append(path: &Path, entry: &str) -> io::Result<()> {
     entries.push(entry.to_string());
     let from = entries.len().saturating_sub(MAX_ENTRIES);
     write_atomic(path, render(&entries[from..]).as_bytes())
+}
+
+/// Why the history at `path` cannot be kept at all, when the file or its lock is something
+/// other than a regular file (a FIFO, a directory…: SPEC §7.1), naming it; `None` otherwise.
+/// Looked at once when a session starts, so it can say so instead of failing every line quietly.
+pub fn refused(path: &Path) -> Option<String> {
+    let lock = lock_path(path);
+    [open_regular(path), open_existing_lock(&lock)]
+        .into_iter()
+        .find_map(|r| {
+            r.err()
+                .and_then(|e| not_regular(&e).map(ToString::to_string))
+        })
 }
 
 fn lock_path(path: &Path) -> PathBuf {

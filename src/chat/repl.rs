@@ -165,6 +165,9 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
         let _ = history::prepare_dir(&path);
         Lines::Piped(std::io::stdin().lock(), path)
     };
+    if let Some(why) = history::refused(&history_path(store)) {
+        writeln!(io.err, "warning: {why}; this session's lines are not kept")?;
+    }
     // Installed before the first turn so Ctrl-C never kills a turn in flight.
     let _ = cancel_flag();
     if let Some(p) = &args.prompt

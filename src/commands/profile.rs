@@ -60,10 +60,16 @@ fn validate_files(a: &ValidateArgs, store: &Store, io: &mut Streams<'_>) -> Resu
                 "cannot read the file: it does not exist".to_string(),
                 "check the path".to_string(),
             ),
-            _ => (
-                format!("cannot read the file: {e}"),
-                "check the path and its permissions".to_string(),
-            ),
+            _ => match crate::fsutil::not_regular(&e) {
+                Some(why) => (
+                    why.to_string(),
+                    "a profile is a regular JSON file (or a symlink to one)".to_string(),
+                ),
+                None => (
+                    format!("cannot read the file: {e}"),
+                    "check the path and its permissions".to_string(),
+                ),
+            },
         });
         files.push((stem(path), path.clone(), bytes));
     }

@@ -13,7 +13,7 @@
 //! ever sees them; a killed process's lock is released by the kernel.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,7 +24,7 @@ use super::diagnostic::{Diagnostic, Severity};
 use super::model::{ModelProfile, Profile, Purpose, did_you_mean};
 use super::names::{check_profile_name, same_profile_name};
 use super::validate::{self, MAX_PROFILE_BYTES, Resolved, Resolver};
-use crate::fsutil::{read_limited, write_atomic};
+use crate::fsutil::{not_regular, open_lock, read_limited, write_atomic};
 
 /// An error of the store, with the exit-code class it belongs to (SPEC §8.2).
 #[derive(Debug)]
@@ -234,14 +234,18 @@ impl Store {
         Ok(self.profiles_dir().join(format!("{name}.json")))
     }
 
-    /// Names of the profile files, sorted; temporary and dot files are ignored.
+    /// Names of the profile files, sorted; temporary and dot files and directories are
+    /// ignored. Anything else is listed: a symlink, which loading follows as every read does
+    /// (to a directory too), and a FIFO, socket or device, which is then a profile that does
+    /// not load, with the error naming it (SPEC §7.1) — rather than a profile that loads by
+    /// name in one command but is missing from every listing.
     pub fn names(&self) -> Vec<String> {
         let Ok(rd) = fs::read_dir(self.profiles_dir()) else {
             return Vec::new();
         };
         let mut names: Vec<String> = rd
             .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| !n.starts_with('.'))
             .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
@@ -300,9 +304,12 @@ impl Store {
     fn read(&self, name: &str) -> Result<(PathBuf, Vec<u8>), StoreError> {
         let exact = self.path_of(name)?;
         // The name as given names the file (one stat); else the listing finds it in any case.
+        // Something other than a file there (a directory, a FIFO) is read as the file, to be
+        // refused by name (SPEC §7.1), not said not to exist.
         let (path, meta) = match fs::metadata(&exact) {
             Ok(m) if m.is_file() => (exact, Some(m)),
-            _ => {
+            Ok(_) => (exact, None),
+            Err(_) => {
                 let actual = self.existing_name(name).ok_or_else(|| self.missing(name))?;
                 let path = self.path_of(&actual)?;
                 let meta = fs::metadata(&path).ok();
@@ -317,7 +324,9 @@ impl Store {
             }
         }
         let bytes = read_limited(&path, MAX_PROFILE_BYTES).map_err(|e| {
-            let message = if e.kind() == std::io::ErrorKind::InvalidData {
+            let message = if let Some(why) = not_regular(&e) {
+                why.to_string()
+            } else if e.kind() == std::io::ErrorKind::InvalidData {
                 format!(
                     "the file is larger than {MAX_PROFILE_BYTES} bytes, the most a profile may have"
                 )
@@ -640,10 +649,10 @@ impl Store {
                 ))),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Map::new()),
-            Err(e) => Err(StoreError::Io(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
+            Err(e) => Err(StoreError::Io(match not_regular(&e) {
+                Some(why) => why.to_string(),
+                None => format!("cannot read {}: {e}", path.display()),
+            })),
         }
     }
 
@@ -710,15 +719,17 @@ impl Store {
 /// Opens (creating it and its directory) and locks the lock file at `path`; the lock is held
 /// until the file is dropped, or the process ends (SPEC §1).
 fn lock_beside(path: &Path) -> Result<File, StoreError> {
-    let fail = |e: std::io::Error| StoreError::Io(format!("cannot lock {}: {e}", path.display()));
+    let fail = |e: std::io::Error| {
+        StoreError::Io(match not_regular(&e) {
+            Some(why) => why.to_string(),
+            None => format!("cannot lock {}: {e}", path.display()),
+        })
+    };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(fail)?;
     }
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let f = options.open(path).map_err(fail)?;
+    // Opened without blocking, a regular file only (SPEC §7.1).
+    let f = open_lock(path).map_err(fail)?;
     f.lock().map_err(fail)?;
     Ok(f)
 }

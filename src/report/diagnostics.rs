@@ -66,9 +66,10 @@ fn credential(
             json!({"bucket": bucket, "source": "environment", "variable": var})
         }
         Ok(Some(Source::BucketFile(p))) => {
-            let stored = std::fs::read_to_string(&p)
+            // Bounded, and never waiting on a FIFO (SPEC §7.1).
+            let stored = crate::fsutil::read_limited(&p, credentials::MAX_SECRET_FILE_BYTES)
                 .ok()
-                .and_then(|t| serde_json::from_str::<StoredCredential>(&t).ok());
+                .and_then(|t| serde_json::from_slice::<StoredCredential>(&t).ok());
             let (kind, expires) = match stored {
                 Some(StoredCredential::Oauth { expires_at_ms, .. }) => {
                     ("oauth", expires_at_ms.map(rfc3339))

@@ -238,7 +238,8 @@ impl Shared {
         let now = identity(&self.path)?;
         if now != inner.seen {
             inner.engine.shared = read_shared(&self.path, &mut inner.warnings)?;
-            inner.seen = now;
+            // Taken again: a file that could not be read was moved aside by the read.
+            inner.seen = identity(&self.path)?;
         }
         Ok(())
     }

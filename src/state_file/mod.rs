@@ -22,7 +22,7 @@
 //! cursor step, a circuit move), which later outcomes rebuild.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -160,70 +160,109 @@ pub fn from_keyed(v: &Value) -> (SharedState, Vec<String>) {
     (s, dropped)
 }
 
-/// Reads the shared state at `path`: a missing file is the empty state, and so is one that is
-/// not a JSON object (with a warning pushed to `warnings`, like each key that does not parse).
+/// Reads the shared state at `path`: a missing file is the empty state. A file that cannot be
+/// read is moved aside and the state starts afresh, with a warning pushed to `warnings` naming
+/// both (SPEC §7.1), instead of failing every request until the user deletes it or writing
+/// over it in place: nothing is lost silently, the old file stays there for the user to look
+/// at. Should it not move, the error is returned and nothing overwrites it.
 ///
-/// A file over [`MAX_STATE_BYTES`] is no state llxprt wrote (statistics are bounded): it is
-/// moved aside to `<path>.too-large` (replacing an earlier one) and the state starts afresh,
-/// with a warning naming both, instead of failing every request until the user deletes it
-/// (SPEC §7). Nothing is lost silently: the old file stays there for the user to look at.
-/// Should it not move, the error is returned and nothing overwrites it.
+/// - Something other than a regular file (a FIFO, a directory, a device; it is never opened in
+///   a way that could hang), a file llxprt may not read, or one that is not a JSON object:
+///   moved to `<path>.unreadable-<Unix ms>`.
+/// - A file over [`MAX_STATE_BYTES`] is no state llxprt wrote (statistics are bounded): moved
+///   to `<path>.too-large` (replacing an earlier one).
+///
+/// A JSON object some of whose entries do not parse keeps the others; each dropped key is
+/// named in `warnings`.
 fn read_shared(path: &Path, warnings: &mut Vec<String>) -> io::Result<SharedState> {
-    match read_limited(path, MAX_STATE_BYTES) {
+    let why = match read_limited(path, MAX_STATE_BYTES) {
         Ok(bytes) => match serde_json::from_slice::<Typed>(&bytes) {
-            Ok(Typed(s)) => Ok(s),
-            Err(_) => Ok(read_damaged(path, &bytes, warnings)),
+            Ok(Typed(s)) => return Ok(s),
+            Err(_) => match read_damaged(&bytes, warnings) {
+                Ok(s) => return Ok(s),
+                Err(why) => why,
+            },
         },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SharedState::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SharedState::default()),
         // `read_limited`'s only InvalidData: the file is over the limit.
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             let mut aside = path.as_os_str().to_os_string();
             aside.push(".too-large");
             let aside = PathBuf::from(aside);
-            fs::rename(path, &aside).map_err(|r| {
-                io::Error::new(
-                    r.kind(),
-                    format!(
-                        "{e}, and it cannot be moved aside to {}: {r}",
-                        aside.display()
-                    ),
-                )
-            })?;
+            move_aside(path, &aside, &e)?;
             warnings.push(format!(
                 "the state file {} was larger than the {MAX_STATE_BYTES}-byte limit; it was moved to {} and the state starts afresh (statistics, circuits and cooldowns)",
                 path.display(),
                 aside.display()
             ));
-            Ok(SharedState::default())
+            return Ok(SharedState::default());
         }
-        Err(e) => Err(e),
+        Err(e) => match fsutil::not_regular(&e) {
+            Some(n) => format!("is a {}, not a regular file", n.what),
+            None if e.kind() == io::ErrorKind::PermissionDenied => {
+                "cannot be read (permission denied)".to_string()
+            }
+            None => return Err(e),
+        },
+    };
+    let aside = unreadable_name(path);
+    move_aside(path, &aside, &io::Error::other(format!("it {why}")))?;
+    warnings.push(format!(
+        "the state file {} {why}; it was moved to {} and the state starts afresh (statistics, circuits and cooldowns)",
+        path.display(),
+        aside.display()
+    ));
+    Ok(SharedState::default())
+}
+
+/// `<path>.unreadable-<Unix ms>`, one that does not exist yet (a rename never replaces an
+/// earlier file moved aside).
+fn unreadable_name(path: &Path) -> PathBuf {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut n = 0u32;
+    loop {
+        let mut aside = path.as_os_str().to_os_string();
+        aside.push(format!(".unreadable-{ms}"));
+        if n > 0 {
+            aside.push(format!("-{n}"));
+        }
+        let aside = PathBuf::from(aside);
+        if fs::symlink_metadata(&aside).is_err() {
+            return aside;
+        }
+        n += 1;
     }
 }
 
+/// Renames the state file at `path` to `aside`; the error says why it was moved (`why`) and why
+/// it could not be.
+fn move_aside(path: &Path, aside: &Path, why: &io::Error) -> io::Result<()> {
+    fs::rename(path, aside).map_err(|r| {
+        io::Error::new(
+            r.kind(),
+            format!(
+                "the state file {}: {why}, and it cannot be moved aside to {}: {r}",
+                path.display(),
+                aside.display()
+            ),
+        )
+    })
+}
+
 /// A state file that is not the keyed form throughout: the entries that parse are kept, each
-/// other one is named in `warnings`; a file that is not a JSON object starts afresh, said
-/// there too.
-fn read_damaged(path: &Path, bytes: &[u8], warnings: &mut Vec<String>) -> SharedState {
+/// other one is named in `warnings`. A file that is not a JSON object is `Err` with why (to be
+/// moved aside).
+fn read_damaged(bytes: &[u8], warnings: &mut Vec<String>) -> Result<SharedState, String> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v) if v.is_object() => {
             let (s, dropped) = from_keyed(&v);
             warnings.extend(dropped);
-            s
+            Ok(s)
         }
-        Ok(_) => {
-            warnings.push(format!(
-                "the state file {} is not a JSON object; starting afresh",
-                path.display()
-            ));
-            SharedState::default()
-        }
-        Err(e) => {
-            warnings.push(format!(
-                "the state file {} is not JSON ({e}); starting afresh",
-                path.display()
-            ));
-            SharedState::default()
-        }
+        Ok(_) => Err("is not a JSON object".to_string()),
+        Err(e) => Err(format!("is not JSON ({e})")),
     }
 }
 
@@ -236,15 +275,10 @@ fn render(shared: &SharedState) -> String {
     text
 }
 
-/// Opens (creating it and its directory) and locks the state file's sibling lock file.
+/// Opens (creating it and its directory) and locks the state file's sibling lock file; one
+/// that is not a regular file is refused by name, never waited on (SPEC §7.1).
 fn lock_file(lock_path: &Path) -> io::Result<File> {
-    let open = || {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(lock_path)
-    };
+    let open = || fsutil::open_lock(lock_path);
     // The directory is created only when missing (not checked on every step).
     let f = match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -303,7 +337,7 @@ impl StateFile {
         self.settle();
         // Every writer creates the lock file first: without one there is nothing to wait for
         // (and a read-only command creates nothing).
-        let lock = match OpenOptions::new().write(true).open(&self.lock_path) {
+        let lock = match fsutil::open_existing_lock(&self.lock_path) {
             Ok(f) => {
                 f.lock()?;
                 Some(f)
@@ -598,5 +632,51 @@ mod tests {
         let mut g = StateFile::new(dir.path());
         assert!(g.read().unwrap().lbs.is_empty());
         assert_eq!(g.warnings.len(), 1);
+        assert!(g.warnings[0].contains("is not JSON"), "{:?}", g.warnings);
+        // Moved aside whole, never written over in place.
+        assert!(!f.path().exists());
+        assert_eq!(aside(dir.path()), [b"{not json".to_vec()]);
+    }
+
+    /// The names of the files moved aside in `root`'s state directory, their content.
+    fn aside(root: &Path) -> Vec<Vec<u8>> {
+        let mut out: Vec<(String, Vec<u8>)> = fs::read_dir(root.join("state"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().contains(".unreadable-"))
+            .map(|e| {
+                let content = fs::read(e.path()).unwrap_or_default();
+                (e.file_name().to_string_lossy().into_owned(), content)
+            })
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// SPEC §7.1: a state file that is no regular file is moved aside, said in a warning, and
+    /// the next step writes a fresh one; two moved aside keep both.
+    #[test]
+    fn a_state_file_that_is_no_regular_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = StateFile::new(dir.path());
+        fs::create_dir_all(f.path().join("sub")).unwrap();
+        f.update(|s| s.lbs.entry("x".into()).or_default().cursor += 1)
+            .unwrap();
+        assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+        assert!(
+            f.warnings[0].contains("is a directory, not a regular file; it was moved to"),
+            "{:?}",
+            f.warnings
+        );
+        assert!(f.path().is_file());
+        fs::write(f.path(), b"[]").unwrap();
+        let mut g = StateFile::new(dir.path());
+        assert!(g.read().unwrap().lbs.is_empty());
+        assert!(
+            g.warnings[0].contains("is not a JSON object"),
+            "{:?}",
+            g.warnings
+        );
+        assert_eq!(aside(dir.path()).len(), 2);
     }
 }
