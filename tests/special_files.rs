@@ -140,6 +140,8 @@ struct Cmd {
     label: &'static str,
     args: fn(&Cli, &str) -> Vec<String>,
     stdin: &'static str,
+    /// Standard input stands for a terminal (the session needs one; SPEC §8.1).
+    session: bool,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -151,26 +153,31 @@ const COMMANDS: [Cmd; 8] = [
         label: "chat one-shot",
         args: |_, _| strings(&["chat", "--profile", "a", "hi"]),
         stdin: "",
+        session: false,
     },
     Cmd {
         label: "chat with the default profile",
         args: |_, _| strings(&["chat", "hi"]),
         stdin: "",
+        session: false,
     },
     Cmd {
         label: "chat session",
         args: |_, _| strings(&["chat", "-i", "--profile", "a"]),
         stdin: "hi\n/quit\n",
+        session: true,
     },
     Cmd {
         label: "stats",
         args: |_, _| strings(&["stats"]),
         stdin: "",
+        session: false,
     },
     Cmd {
         label: "auth status",
         args: |_, _| strings(&["auth", "status"]),
         stdin: "",
+        session: false,
     },
     Cmd {
         label: "profile validate",
@@ -179,6 +186,7 @@ const COMMANDS: [Cmd; 8] = [
             strings(&["profile", "validate", p.to_str().unwrap()])
         },
         stdin: "",
+        session: false,
     },
     Cmd {
         label: "profile save",
@@ -200,11 +208,13 @@ const COMMANDS: [Cmd; 8] = [
             ])
         },
         stdin: "",
+        session: false,
     },
     Cmd {
         label: "profile list",
         args: |_, _| strings(&["profile", "list"]),
         stdin: "",
+        session: false,
     },
 ];
 
@@ -227,11 +237,13 @@ fn matrix(role: fn(&Cli) -> PathBuf, check: impl Fn(Kind, &Path, &str, &Output))
             }
             kind.make(&path);
             let label = format!("{} with {} as a {kind:?}", cmd.label, path.display());
-            let out = bounded(
-                cli.cmd(&(cmd.args)(&cli, &openai_base(&s)))
-                    .stdin(cmd.stdin),
-                &label,
-            );
+            let run = cli.cmd(&(cmd.args)(&cli, &openai_base(&s)));
+            let run = if cmd.session {
+                run.session_input(cmd.stdin)
+            } else {
+                run.stdin(cmd.stdin)
+            };
+            let out = bounded(run, &label);
             check(kind, &path, cmd.label, &out);
         }
     }

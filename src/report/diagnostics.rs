@@ -184,10 +184,11 @@ pub fn write_text(v: &Value, out: &mut dyn std::io::Write) -> std::io::Result<()
             b["tpm"]
         )?;
         for c in b["credentials"].as_array().into_iter().flatten() {
-            let detail = ["path", "variable", "problem"]
+            let detail = ["path", "variable"]
                 .iter()
                 .find_map(|k| c[*k].as_str())
                 .map(|d| format!(" {d}"))
+                .or_else(|| c["problem"].as_str().map(|p| format!(" ({p})")))
                 .unwrap_or_default();
             let expires = c["expires"]
                 .as_str()

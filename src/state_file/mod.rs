@@ -507,13 +507,27 @@ mod tests {
     /// once on load, by both read paths, and everything else is kept.
     #[test]
     fn a_format_1_file_drops_its_old_default_buckets_and_backends_once() {
-        let old = serde_json::json!({
-            "version": 1,
-            "lb/lb": {"cursor": 3, "stats": {}},
-            "backend/a": {"fingerprint": "openai|m|https://x/v1?key=sk-1", "circuit": {"state": "closed", "failures": 0}, "tpm": [], "stats": {}},
-            "bucket/openai/default": {"cooldown_until": 99, "stats": {}},
-            "bucket/openai/work": {"cooldown_until": 98, "stats": {}},
-        });
+        let mut written = SharedState::default();
+        written.lbs.insert(
+            "lb".into(),
+            LbState {
+                cursor: 3,
+                ..LbState::default()
+            },
+        );
+        written.backends.insert("a".into(), BackendState::default());
+        for (k, until) in [("openai/default", 99), ("openai/work", 98)] {
+            written.buckets.insert(
+                k.into(),
+                BucketState {
+                    cooldown_until: Some(until),
+                    ..BucketState::default()
+                },
+            );
+        }
+        let mut old = to_keyed(&written);
+        old["version"] = Value::from(1);
+        old["backend/a"]["fingerprint"] = Value::from("openai|m|https://x/v1?key=sk-1");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         for text in [old.to_string(), {
