@@ -16,7 +16,7 @@ use crate::profile::resolve::ResolvedBackend;
 use crate::record::{Recorder, RecordingExec};
 use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec, now_ms};
 use crate::shell::protocol::{StoredReasoning, Turn};
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 
 /// What a turn runs on: the engine's plan and each backend's resolved settings.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ fn request_id() -> u64 {
 /// over its limit and moved aside) is a sentence naming it; anything else is the key of an
 /// entry that did not parse.
 pub fn state_warning(w: &str) -> String {
-    if w.starts_with("the state file ") {
+    if w.starts_with("the state file ") || w.starts_with("the state server") {
         format!("warning: {w}")
     } else {
         format!("warning: the state file's entry {w} did not parse and was dropped")
@@ -153,7 +153,7 @@ pub fn run_turn(
     cancel: Arc<AtomicBool>,
     recorder: Option<&mut Recorder>,
 ) -> TurnOutcome {
-    let mut state = StateFile::new(root);
+    let mut state = SharedStore::open(root);
     let getenv = |k: &str| std::env::var(k).ok();
     let mut exec = HttpExec::new(
         root.to_path_buf(),
@@ -206,7 +206,7 @@ pub fn run_turn(
             }),
         _ => None,
     };
-    let state_warnings = std::mem::take(&mut state.warnings);
+    let state_warnings = state.take_warnings();
     TurnOutcome {
         record_error,
         state_warnings,
