@@ -4,7 +4,8 @@
 //!
 //! Owns: the shared engine state of the process — the requests in flight of every thread and
 //! the persisted state, kept by [`LeasedState`] (SPEC §5.9: each step under the file's lock, on
-//! the newest state, written by group commit off the request's path) — unique request ids, and noting which backend an attempt
+//! the newest state, written by group commit off the request's path) or by a state server
+//! ([`RedisState`], SPEC §5.9.1: one transaction per step) — unique request ids, and noting which backend an attempt
 //! is on (for the sink) and when a cooling bucket or skipped backend is ready again (for
 //! `Retry-After`). Must not: decide anything; every order comes from the engine.
 
