@@ -13,7 +13,9 @@
 //! No timed assertions: a reader compares the figures with the target (p50 overhead
 //! ≤ 0.2 ms). Each request through `serve` includes the engine's steps on the shared state
 //! file (SPEC §5.9: lock, re-read, decide, atomic write with fsync), so the figures depend on
-//! the filesystem under `LLXPRT_HOME` (a temp directory here).
+//! the filesystem under `LLXPRT_HOME` (a temp directory here). A third run keeps the state on a
+//! loopback `redis-server` (SPEC §5.9.1; skipped when none is installed): one `WATCH`/`MULTI`
+//! transaction, two round trips, per engine step (target: added p50 ≤ 0.3 ms).
 
 #[path = "../tests/support/server.rs"]
 mod server;
@@ -90,10 +92,11 @@ impl Drop for Running {
     }
 }
 
-fn start_serve(bin: &str, home: &std::path::Path) -> (Running, String) {
+fn start_serve(bin: &str, home: &std::path::Path, state_url: &str) -> (Running, String) {
     let mut child = Command::new(bin)
         .args(["serve", "--profile", "bench", "--listen", "127.0.0.1:0"])
         .env("LLXPRT_HOME", home)
+        .env("LLXPRT_STATE_URL", state_url)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -135,7 +138,8 @@ fn rps(url: &str, body: &Value) -> f64 {
 /// One run with the llxprt root (and so the shared state file) under `tmp`, against an
 /// upstream of its own (the loopback server keeps every request it served: a second run on the
 /// first's would start on a busier server).
-fn run(label: &str, tmp: &std::path::Path) {
+/// `state_url`: empty for the state file, else the Redis server's URL (SPEC §5.9.1).
+fn run(label: &str, tmp: &std::path::Path, state_url: &str) {
     let upstream = Server::start(vec![Reply::sse(openai_stream(
         &["Hello", " there"],
         Some("stop"),
@@ -151,7 +155,7 @@ fn run(label: &str, tmp: &std::path::Path) {
         serde_json::to_vec_pretty(&profile).unwrap(),
     )
     .unwrap();
-    let (serve, serve_url) = start_serve(env!("CARGO_BIN_EXE_llxprt"), home.path());
+    let (serve, serve_url) = start_serve(env!("CARGO_BIN_EXE_llxprt"), home.path(), state_url);
     let direct = format!("{}/v1/chat/completions", upstream.url());
     let via = format!("{serve_url}/v1/chat/completions");
     // `LLXPRT_BENCH_COMPARE=<another llxprt binary>`: that one's serve too, on a home of its
@@ -165,7 +169,7 @@ fn run(label: &str, tmp: &std::path::Path) {
             serde_json::to_vec_pretty(&profile).unwrap(),
         )
         .unwrap();
-        let (running, url) = start_serve(&bin, home.path());
+        let (running, url) = start_serve(&bin, home.path(), state_url);
         (bin, home, running, format!("{url}/v1/chat/completions"))
     });
     let body =
@@ -258,10 +262,65 @@ fn main() {
     run(
         "state file in the temp directory (fsync reaches the disk):",
         &std::env::temp_dir(),
+        "",
     );
     // The same on a RAM filesystem, where fsync is free: what serve itself adds.
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
-        run("state file on /dev/shm (tmpfs):", shm);
+        run("state file on /dev/shm (tmpfs):", shm, "");
+    }
+    // The state on a loopback redis-server (SPEC §5.9.1): two round trips per engine step.
+    match RedisServer::start() {
+        Some(redis) => run(
+            "state on a loopback redis-server (target: added p50 <= 0.3):",
+            &std::env::temp_dir(),
+            &redis.url,
+        ),
+        None => println!("state on Redis: skipped, redis-server is not installed"),
+    }
+}
+
+/// A `redis-server` on a free loopback port without persistence, stopped by its PID on drop.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let answered = redis::Client::open(server.url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if answered.is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -20,7 +20,7 @@ use crate::auth::{status, store};
 use crate::clock::now_ms;
 use crate::face::Streams;
 use crate::profile::validate::expand_tilde;
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 
 /// `/auth`'s usage line.
 pub const USAGE: &str = "usage: /auth [PROVIDER [status]] | /auth PROVIDER login BUCKET [--key-file FILE | FILE | --oauth --authorize-url URL --token-url URL --client-id ID [--scope S] | --device-url URL --token-url URL --client-id ID] | /auth PROVIDER logout BUCKET | /auth PROVIDER enable|disable";
@@ -88,12 +88,12 @@ fn show(s: &Session, provider: Option<&str>, io: &mut Streams<'_>) -> std::io::R
         Ok(p) => p,
         Err(e) => return error(io, &format!("{e}; {USAGE}")),
     };
-    let mut file = StateFile::new(s.store().root());
+    let mut file = SharedStore::open(s.store().root());
     let shared = match file.read() {
         Ok(st) => st,
-        Err(e) => return error(io, &format!("cannot read the state file: {e}")),
+        Err(e) => return error(io, &format!("cannot read the state: {e}")),
     };
-    for w in &file.warnings {
+    for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let rows = status::report(s.store().root(), only, &shared, now_ms());

@@ -10,7 +10,7 @@ use super::session::Session;
 use super::slash::{Slash, StatsPart};
 use crate::face::{CmdError, Streams};
 use crate::report::diagnostics::{self, Running};
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 
 /// What the REPL does after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,12 +223,12 @@ fn stats(s: &Session, part: StatsPart, io: &mut Streams<'_>) -> std::io::Result<
         Ok(p) => p,
         Err(e) => return error(io, &format!("no statistics: {e}")),
     };
-    let mut file = StateFile::new(s.store().root());
+    let mut file = SharedStore::open(s.store().root());
     let shared = match file.read() {
         Ok(st) => st,
-        Err(e) => return error(io, &format!("cannot read the state file: {e}")),
+        Err(e) => return error(io, &format!("cannot read the state: {e}")),
     };
-    for w in &file.warnings {
+    for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let v = crate::report::stats::stats_json(&prepared.plan, &shared, crate::clock::now_ms());

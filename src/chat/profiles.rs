@@ -15,7 +15,7 @@ use crate::profile::names::same_profile_name;
 use crate::profile::raw::{AuthKind, Policy};
 use crate::profile::store::{Store, StoreError};
 use crate::profile::validate;
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 
 /// Checks a profile built in the session like a file (SPEC §2.3): errors refuse the save,
 /// warnings are returned to show.
@@ -206,8 +206,10 @@ pub fn delete(s: &Session, name: &str) -> Result<Vec<String>, String> {
 /// Removes a deleted profile's `lb/<name>` and `backend/<name>` state keys (bucket keys
 /// belong to accounts, shared by every profile, and stay; SPEC §5.9).
 pub fn forget_state(store: &Store, name: &str) -> std::io::Result<()> {
-    let mut file = StateFile::new(store.root());
-    if !file.path().exists() {
+    let mut file = SharedStore::open(store.root());
+    if let SharedStore::File(f) = &file
+        && !f.path().exists()
+    {
         return Ok(());
     }
     file.update(|shared| {

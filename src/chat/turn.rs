@@ -17,7 +17,7 @@ use crate::driver::{self, Ending};
 use crate::record::{Recorder, RecordingExec};
 use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec};
 use crate::shell::protocol::{StoredReasoning, Turn};
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 
 /// Who delivered an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,7 @@ pub fn run_turn(
     cancel: Arc<AtomicBool>,
     recorder: Option<&mut Recorder>,
 ) -> TurnOutcome {
-    let mut state = StateFile::new(root);
+    let mut state = SharedStore::open(root);
     let getenv = |k: &str| std::env::var(k).ok();
     let mut exec = HttpExec::new(
         root.to_path_buf(),
@@ -187,7 +187,7 @@ pub fn run_turn(
             }),
         _ => None,
     };
-    let state_warnings = std::mem::take(&mut state.warnings);
+    let state_warnings = state.take_warnings();
     TurnOutcome {
         record_error,
         state_warnings,

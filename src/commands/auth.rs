@@ -12,7 +12,7 @@ use crate::auth::{status, store};
 use crate::cli::{AuthCommand, AuthLoginArgs, AuthStatusArgs, AuthTargetArgs};
 use crate::clock::now_ms;
 use crate::profile::store::Store;
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 
 /// Runs `llxprt auth …`.
 pub fn run(cmd: AuthCommand, st: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
@@ -84,11 +84,11 @@ fn status(a: &AuthStatusArgs, st: &Store, io: &mut Streams<'_>) -> Result<u8, Cm
         Some(p) => Some(store::provider(p).map_err(usage)?),
         None => None,
     };
-    let mut file = StateFile::new(st.root());
+    let mut file = SharedStore::open(st.root());
     let shared = file
         .read()
-        .map_err(|e| CmdError::new(exit::FAILED, format!("cannot read the state file: {e}")))?;
-    for w in &file.warnings {
+        .map_err(|e| CmdError::new(exit::FAILED, format!("cannot read the state: {e}")))?;
+    for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let rows = status::report(st.root(), only, &shared, now_ms());

@@ -4,11 +4,11 @@
 //! Owns: the wording. Must not: print (the caller writes the line where its face writes
 //! warnings: stderr, the serve log).
 
-/// One of `StateFile::warnings` as a line to show: a warning about the whole file (not JSON,
+/// One of the state store's warnings as a line to show: a warning about the whole file (not JSON,
 /// over its limit and moved aside) is a sentence naming it; anything else is the key of an
 /// entry that did not parse.
 pub fn state_warning(w: &str) -> String {
-    if w.starts_with("the state file ") {
+    if w.starts_with("the state file ") || w.starts_with("the state server") {
         format!("warning: {w}")
     } else {
         format!("warning: the state file's entry {w} did not parse and was dropped")

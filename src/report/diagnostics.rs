@@ -18,7 +18,7 @@ use crate::engine::plan::MidStream;
 use crate::face::{CmdError, Streams, exit};
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::store::Store;
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 use crate::timefmt::rfc3339;
 
 /// The proxy variables the transport reads (SPEC §6.2), both spellings.
@@ -96,12 +96,13 @@ pub fn report(
     let mut ratelimits = Vec::new();
     let mut error = None;
     let mut profile = None;
+    let mut keeper = SharedStore::choose(store.root(), getenv, None);
     match running {
         Running::Nothing => {}
         Running::Error(e) => error = Some(e.clone()),
         Running::Plan(p) => {
             profile = Some(p.plan.lb.clone());
-            let shared = StateFile::new(store.root()).read().unwrap_or_default();
+            let shared = keeper.read().unwrap_or_default();
             let now = now_ms();
             let stats = super::stats::stats_json(&p.plan, &shared, now);
             for b in &p.backends {
@@ -140,11 +141,18 @@ pub fn report(
         "cooldowns": cooldowns,
         "ratelimits": ratelimits,
         "proxy_variables": PROXY_VARIABLES.iter().filter(|k| getenv(k).is_some()).collect::<Vec<_>>(),
-        "state_file": StateFile::new(store.root()).path().display().to_string(),
+        "state_file": keeper.describe(),
         "history_file": history_path(store).display().to_string(),
     });
     if let Some(e) = error {
         v["error"] = json!(e);
+    }
+    // SPEC §5.9.1: a state server is shown with its password redacted, and whether it answers.
+    if !matches!(keeper, SharedStore::File(_)) {
+        v["state_server"] = match keeper.check() {
+            Ok(how) => json!({"url": keeper.describe(), "answers": true, "check": how}),
+            Err(e) => json!({"url": keeper.describe(), "answers": false, "problem": e}),
+        };
     }
     v
 }
@@ -247,7 +255,21 @@ pub fn write_text(v: &Value, out: &mut dyn std::io::Write) -> std::io::Result<()
             proxies.join(", ")
         }
     )?;
-    writeln!(out, "state: {}", or_none(&v["state_file"]))?;
+    match v.get("state_server") {
+        Some(s) if s["answers"] == true => writeln!(
+            out,
+            "state: {} (shared state server; {})",
+            or_none(&s["url"]),
+            or_none(&s["check"])
+        )?,
+        Some(s) => writeln!(
+            out,
+            "state: {} (shared state server; does not answer: {})",
+            or_none(&s["url"]),
+            or_none(&s["problem"])
+        )?,
+        None => writeln!(out, "state: {}", or_none(&v["state_file"]))?,
+    }
     writeln!(out, "history: {}", or_none(&v["history_file"]))
 }
 

@@ -12,7 +12,7 @@ use crate::face::{CmdError, Streams, exit};
 use crate::profile::model::{ModelProfile, Profile};
 use crate::profile::settings::Settings;
 use crate::profile::store::Store;
-use crate::state_file::StateFile;
+use crate::state_file::SharedStore;
 use crate::timefmt::rfc3339;
 
 fn plan_of(store: &Store, name: &str) -> Result<Plan, CmdError> {
@@ -115,7 +115,7 @@ pub fn reset(shared: &mut SharedState, plan: Option<&Plan>) {
 
 /// Runs `llxprt stats`.
 pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, CmdError> {
-    let mut file = StateFile::new(store.root());
+    let mut file = SharedStore::open(store.root());
     let name = match &args.profile {
         Some(n) => Some(n.clone()),
         None => store.default_profile()?,
@@ -128,10 +128,10 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
         file.update(|s| reset(s, plan.as_ref())).map_err(|e| {
             CmdError::new(
                 exit::FAILED,
-                format!("cannot update {}: {e}", file.path().display()),
+                format!("cannot update {}: {e}", file.describe()),
             )
         })?;
-        for w in &file.warnings {
+        for w in &file.take_warnings() {
             writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
         }
         writeln!(
@@ -151,10 +151,10 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
     let shared = file.read().map_err(|e| {
         CmdError::new(
             exit::FAILED,
-            format!("cannot read {}: {e}", file.path().display()),
+            format!("cannot read {}: {e}", file.describe()),
         )
     })?;
-    for w in &file.warnings {
+    for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
     let now = now_ms();

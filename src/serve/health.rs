@@ -63,11 +63,15 @@ pub fn check(ctx: &Ctx) -> (u16, Value, Vec<(&'static str, String)>) {
         circuits.insert(n.clone(), Value::from(word));
     }
     let down = open == names.len();
-    let body = json!({
+    let mut body = json!({
         "status": if down { "unavailable" } else { "ok" },
         "profile": ctx.default_profile,
         "backends": circuits,
     });
+    // SPEC §8.3: an unreachable shared state server is named; requests are still served.
+    if let Some(why) = ctx.engine.degraded() {
+        body["state_server"] = json!({"status": "unreachable", "detail": why});
+    }
     if down {
         let secs = ready_at.map_or(1, |t| t.saturating_sub(now).div_ceil(1000).max(1));
         (503, body, vec![("retry-after", secs.to_string())])

@@ -141,7 +141,8 @@ pub fn serve(store: Store, opts: Options, log: &Log) -> Result<(), CmdError> {
     let report = log.clone();
     let (engine, dropped) = run::Engine::new(store.root(), move |m: &str| {
         report(&format!("llxprt serve: warning: {m}"));
-    });
+    })
+    .map_err(|e| CmdError::new(exit::CONFIG, e))?;
     for w in dropped {
         log(&format!(
             "llxprt serve: {}",

@@ -4,7 +4,8 @@
 //!
 //! Owns: the shared engine state of the process — the requests in flight of every thread and
 //! the persisted state, kept by [`LeasedState`] (SPEC §5.9: each step under the file's lock, on
-//! the newest state, written by group commit off the request's path) — unique request ids, and noting which backend an attempt
+//! the newest state, written by group commit off the request's path) or by a state server
+//! ([`RedisState`], SPEC §5.9.1: one transaction per step) — unique request ids, and noting which backend an attempt
 //! is on (for the sink) and when a cooling bucket or skipped backend is ready again (for
 //! `Retry-After`). Must not: decide anything; every order comes from the engine.
 
@@ -20,6 +21,8 @@ use crate::clock::now_ms;
 use crate::conversation::prepare::Prepared;
 use crate::driver::Attempted;
 use crate::driver::{self, Ending, Executor};
+use crate::driver::{StateStore, StoreFailed};
+use crate::engine::Event;
 use crate::engine::state::SharedState;
 use crate::engine::{Note, Plan, RequestId, Step};
 use crate::profile::resolve::ResolvedBackend;
@@ -27,35 +30,80 @@ use crate::record::RecordingExec;
 use crate::shell::http::{Answer, AnswerSink, AttemptInfo, HttpExec};
 use crate::shell::protocol::Turn;
 use crate::state_file::LeasedState;
+use crate::state_file::redis::{RedisState, StateUrl};
+
+/// Where the process's shared state lives: the state file by group commit, or a state server
+/// (SPEC §5.9.1), one transaction per step.
+enum Persisted {
+    File(LeasedState),
+    Redis(Box<RedisState>),
+}
+
+/// A step through a shared reference, for [`driver::drive`].
+impl StateStore for &Persisted {
+    fn step(&mut self, event: &Event) -> Result<Step, StoreFailed> {
+        Ok(match self {
+            Persisted::File(f) => f.step(event),
+            Persisted::Redis(r) => r.step(event),
+        })
+    }
+}
 
 /// The engine state all connections share.
 pub struct Engine {
-    state: LeasedState,
+    state: Persisted,
     next: AtomicU32,
 }
 
 impl Engine {
-    /// The engine over `<root>/state/state.json`, its write failures reported through
-    /// `report`; returns the keys of the file that were dropped because they did not parse (to
-    /// be reported once).
+    /// The engine over `<root>/state/state.json`, or over the state server that
+    /// `LLXPRT_STATE_URL` or `settings.json` names (SPEC §5.9.1); its write failures and
+    /// degraded-mode messages reported through `report`; returns the keys of the file that
+    /// were dropped because they did not parse (to be reported once). A state URL that cannot
+    /// be used is an error (no secret in it).
     pub fn new(
         root: &Path,
         report: impl Fn(&str) + Send + Sync + 'static,
-    ) -> (Engine, Vec<String>) {
-        let state = LeasedState::open(root, report);
-        let warnings = state.take_warnings();
-        (
+    ) -> Result<(Engine, Vec<String>), String> {
+        let getenv = |k: &str| std::env::var(k).ok();
+        let (state, warnings) = match crate::state_file::state_url(root, &getenv)? {
+            None => {
+                let state = LeasedState::open(root, report);
+                let warnings = state.take_warnings();
+                (Persisted::File(state), warnings)
+            }
+            Some(url) => {
+                let r = StateUrl::parse(&url)
+                    .and_then(|u| RedisState::open(u, Some(Box::new(report))))?;
+                // Connect now (or go degraded now, said once), not on the first request.
+                let _ = r.snapshot();
+                let warnings = r.take_warnings();
+                (Persisted::Redis(Box::new(r)), warnings)
+            }
+        };
+        Ok((
             Engine {
                 state,
                 next: AtomicU32::new(1),
             },
             warnings,
-        )
+        ))
     }
 
     /// Writes the state's last steps (at shutdown).
     pub fn close(&self) {
-        self.state.close();
+        if let Persisted::File(f) = &self.state {
+            f.close();
+        }
+    }
+
+    /// Why the shared state is kept in this process for now, if it is (a state server that
+    /// does not answer, SPEC §5.9.1), for `/health`.
+    pub fn degraded(&self) -> Option<String> {
+        match &self.state {
+            Persisted::File(_) => None,
+            Persisted::Redis(r) => r.degraded(),
+        }
     }
 
     /// A fresh request id: the process id and a counter, so it is unique among the requests
@@ -67,7 +115,10 @@ impl Engine {
 
     /// The shared state, as it is now.
     pub fn shared(&self) -> SharedState {
-        self.state.snapshot()
+        match &self.state {
+            Persisted::File(f) => f.snapshot(),
+            Persisted::Redis(r) => r.snapshot(),
+        }
     }
 }
 

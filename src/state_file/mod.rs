@@ -1,6 +1,9 @@
 //! The persisted engine state (SPEC §5.9): `<root>/state/state.json`, shared by every profile
 //! and every `llxprt` process.
 //!
+//! The same state may live on a Redis server instead, for fleets (SPEC §5.9.1): [`redis`], chosen
+//! by [`SharedStore`].
+//!
 //! Owns: the file's format (one JSON object keyed `lb/<name>`, `backend/<profile>`,
 //! `bucket/<provider>/<bucket>`), and running engine steps under the lock: lock → re-read →
 //! decide → write atomically → unlock, so concurrent processes lose no update. Requests in
@@ -38,7 +41,10 @@ use crate::engine::{EngineState, Event, Order, RequestId, Step};
 use crate::fsutil::{self, Durable, Staged, read_limited};
 
 mod lease;
+pub mod redis;
+mod store;
 pub use lease::LeasedState;
+pub use store::{STATE_URL_VAR, SharedStore, state_url};
 
 /// The state file's format. Version 2 keys an API-key profile's implicit `default` bucket by
 /// its account and fingerprints backends by a digest (SPEC §5.9); what a version-1 file keyed
