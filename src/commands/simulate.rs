@@ -67,6 +67,6 @@ pub fn run(args: &SimulateArgs, store: &Store, io: &mut Streams<'_>) -> Result<u
         CmdError::new(exit::CONFIG, e)
             .help("embed it in the trace's \"profiles\", or save it with llxprt profile save")
     })?;
-    simulate::run(&t, &plan, &backends, io.out, args.json)?;
+    simulate::stream(&t, &plan, &backends, io.out, args.json)?;
     Ok(exit::OK)
 }

@@ -15,7 +15,7 @@ use super::outcome::Class;
 use super::plan::Plan;
 use super::stats::{BackendStats, BucketStats, LbStats};
 use super::step::SkipReason;
-use super::tpm::TpmWindow;
+use super::tpm::{self, TpmRing, TpmWindow};
 
 /// Shared state of one load balancer (`lb/<name>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +33,40 @@ pub struct BackendState {
     pub fingerprint: String,
     /// The circuit.
     pub circuit: Circuit,
-    /// Successes' tokens within the trailing minute (SPEC §5.7).
+    /// Tokens of successes within the trailing minute, exact, of requests whose plan has a
+    /// TPM threshold (SPEC §5.7, §7.1).
+    #[serde(default)]
     pub tpm: TpmWindow,
+    /// Tokens of the other successes, per second over the trailing minute (SPEC §7.1).
+    #[serde(default, skip_serializing_if = "TpmRing::is_empty")]
+    pub tpm_ring: TpmRing,
     /// Statistics.
     pub stats: BackendStats,
+}
+
+impl BackendState {
+    /// Tokens in the trailing minute at `now`, what the threshold and `stats` count (SPEC §5.7).
+    pub fn tpm_at(&self, now: u64) -> u64 {
+        tpm::tokens_at(&self.tpm, &self.tpm_ring, now)
+    }
+
+    /// When its tokens fall below `threshold` again, if they are not below now.
+    pub fn tpm_clear_at(&self, now: u64, threshold: u64) -> Option<u64> {
+        tpm::clear_at(&self.tpm, &self.tpm_ring, now, threshold)
+    }
+
+    /// Counts a success's tokens, ended at `now`: exactly when the request's plan has a TPM
+    /// threshold (§5.11), else in the per-second ring (§7.1). Either way the other window
+    /// forgets what can no longer count, so neither outlives its minute in the state file.
+    pub fn add_tokens(&mut self, now: u64, tokens: u64, exact: bool) {
+        if exact {
+            self.tpm.add(now, tokens);
+            self.tpm_ring.expire(now);
+        } else {
+            self.tpm_ring.add(now, tokens);
+            self.tpm.expire(now);
+        }
+    }
 }
 
 /// Shared state of one account (`bucket/<account>`, SPEC §5.9).

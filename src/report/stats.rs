@@ -60,7 +60,7 @@ pub fn stats_json(plan: &Plan, shared: &SharedState, now: u64) -> Value {
                 "tokens": s.tokens,
                 "latency_ms": {"mean": s.latency.mean(), "p50": s.latency.percentile(50), "p95": s.latency.percentile(95)},
                 "circuit": circuit,
-                "tpm": st.tpm.at(now),
+                "tpm": st.tpm_at(now),
             }),
         );
         for k in &b.buckets {

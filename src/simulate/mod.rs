@@ -128,8 +128,22 @@ pub fn plan_for(
     Ok((Arc::new(plan), backends))
 }
 
-/// Replays `trace` on `plan`, writing the timeline (human or JSON Lines) to `out` as it goes;
-/// returns the summary (also written, last).
+/// What a replay leaves once every request has ended: counts and the backends' summary, no
+/// per-request data (SPEC §7.1: simulate's memory does not grow with the trace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    /// Requests replayed.
+    pub requests: u64,
+    /// Requests that ended `ok`.
+    pub ok: u64,
+    /// Every backend of the profile.
+    pub backends: BTreeMap<String, BackendSummary>,
+}
+
+/// Replays `trace` on `plan`, writing the timeline (human or JSON Lines) to `out` as it goes
+/// and the summary last; returns the summary. It keeps every request's summary in memory:
+/// for tests and benchmarks that look at them. The command uses [`stream`], which writes the
+/// same bytes in memory that does not grow with the trace.
 pub fn run(
     trace: &Trace,
     plan: &Arc<Plan>,
@@ -137,63 +151,113 @@ pub fn run(
     out: &mut dyn Write,
     json: bool,
 ) -> io::Result<Summary> {
+    let mut requests = Vec::new();
+    let mut renderer = Renderer::new(out, json);
+    let totals = replay(trace, plan, backends, Some(&mut renderer), &mut |r| {
+        requests.push(r);
+        Ok(())
+    })?;
+    let summary = Summary {
+        requests,
+        backends: totals.backends,
+    };
+    renderer.summary(&summary)?;
+    Ok(summary)
+}
+
+/// Replays `trace` on `plan` like [`run`], writing the same bytes to `out`, without keeping
+/// the requests' summaries (SPEC §7.1). The JSON summary line lists every request after the
+/// whole timeline, so with `--json` the trace is replayed a second time, silently, and each
+/// request's entry is written as it ends: the engine is deterministic (SPEC §9), so the second
+/// replay is the first one again.
+pub fn stream(
+    trace: &Trace,
+    plan: &Arc<Plan>,
+    backends: &[ResolvedBackend],
+    out: &mut dyn Write,
+    json: bool,
+) -> io::Result<Totals> {
+    let mut renderer = Renderer::new(out, json);
+    let totals = replay(trace, plan, backends, Some(&mut renderer), &mut |_| Ok(()))?;
+    if !json {
+        renderer.summary_table(totals.requests, totals.ok, &totals.backends)?;
+        return Ok(totals);
+    }
+    out.write_all(b"{\"summary\":{\"requests\":[")?;
+    let mut first = true;
+    let mut line = Vec::new();
+    let again = replay(trace, plan, backends, None, &mut |r| {
+        line.clear();
+        if !std::mem::take(&mut first) {
+            line.push(b',');
+        }
+        serde_json::to_writer(&mut line, &r).expect("a request's summary is plain data");
+        out.write_all(&line)
+    })?;
+    assert_eq!(
+        again, totals,
+        "a replay is deterministic (SPEC §9): the engine is pure and the script is data"
+    );
+    out.write_all(b"],\"backends\":")?;
+    serde_json::to_writer(&mut *out, &totals.backends).map_err(io::Error::from)?;
+    out.write_all(b"}}\n")?;
+    out.flush()?;
+    Ok(totals)
+}
+
+/// Replays the trace once: the timeline goes to `renderer` (none: silently), and each
+/// request's summary to `each` when it ends.
+fn replay(
+    trace: &Trace,
+    plan: &Arc<Plan>,
+    backends: &[ResolvedBackend],
+    mut renderer: Option<&mut Renderer<'_>>,
+    each: &mut dyn FnMut(RequestSummary) -> io::Result<()>,
+) -> io::Result<Totals> {
     let mut state = EngineState::default();
     let mut script = Script::new(trace, backends);
-    let mut renderer = Renderer::new(out, json);
-    let mut requests = Vec::new();
+    let (mut count, mut ok) = (0u64, 0u64);
     let mut clock = 0u64;
     for (n, (at_ms, tokens)) in trace.request_iter().enumerate() {
         let id = n as u64 + 1;
         let start = at_ms.max(clock);
         script.begin_request(tokens);
-        renderer.start(start, id, plan)?;
+        if let Some(r) = renderer.as_deref_mut() {
+            r.start(start, id, plan)?;
+        }
         let mut exec = Exec {
             script: &mut script,
-            renderer: &mut renderer,
+            renderer: renderer.as_deref_mut(),
             attempts: Vec::new(),
         };
         let ending = driver::drive(&mut state, &mut exec, id, plan, start);
         let attempts = std::mem::take(&mut exec.attempts);
-        renderer.take_error()?;
-        let summary = match ending {
+        if let Some(r) = renderer.as_deref_mut() {
+            r.take_error()?;
+        }
+        let (backend, bucket, error, end_ms) = match ending {
             Ending::Delivered {
                 backend,
                 bucket,
                 at,
                 ..
-            } => RequestSummary {
-                id,
-                result: "ok",
-                backend: Some(backend),
-                bucket: Some(bucket),
-                start_ms: start,
-                end_ms: at,
-                attempts,
-                error: None,
-            },
-            Ending::Failed { error, at, .. } => RequestSummary {
-                id,
-                result: "error",
-                backend: None,
-                bucket: None,
-                start_ms: start,
-                end_ms: at,
-                attempts,
-                error: Some(error),
-            },
-            Ending::Cancelled { at } => RequestSummary {
-                id,
-                result: "error",
-                backend: None,
-                bucket: None,
-                start_ms: start,
-                end_ms: at,
-                attempts,
-                error: Some("cancelled".into()),
-            },
+            } => (Some(backend), Some(bucket), None, at),
+            Ending::Failed { error, at, .. } => (None, None, Some(error), at),
+            Ending::Cancelled { at } => (None, None, Some("cancelled".into()), at),
         };
-        clock = summary.end_ms;
-        requests.push(summary);
+        count += 1;
+        ok += u64::from(error.is_none());
+        clock = end_ms;
+        each(RequestSummary {
+            id,
+            result: if error.is_none() { "ok" } else { "error" },
+            backend,
+            bucket,
+            start_ms: start,
+            end_ms,
+            attempts,
+            error,
+        })?;
     }
     let timeout = plan.settings.breaker_timeout_ms;
     let backends = plan
@@ -213,14 +277,16 @@ pub fn run(
             (b.name.clone(), summary)
         })
         .collect();
-    let summary = Summary { requests, backends };
-    renderer.summary(&summary)?;
-    Ok(summary)
+    Ok(Totals {
+        requests: count,
+        ok,
+        backends,
+    })
 }
 
 struct Exec<'a, 'b, 'c> {
     script: &'a mut Script<'c>,
-    renderer: &'a mut Renderer<'b>,
+    renderer: Option<&'a mut Renderer<'b>>,
     attempts: Vec<AttemptSummary>,
 }
 
@@ -276,6 +342,8 @@ impl driver::Executor for Exec<'_, '_, '_> {
                 });
             }
         }
-        self.renderer.step(now, request, plan, step);
+        if let Some(r) = self.renderer.as_deref_mut() {
+            r.step(now, request, plan, step);
+        }
     }
 }

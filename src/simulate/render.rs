@@ -1,13 +1,14 @@
 //! Simulate's output (SPEC §9.2): the human timeline, or JSON Lines with one object per engine
 //! action and a last `{"summary": …}` line. Deterministic: the same trace prints the same bytes.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::engine::{Plan, Step};
 use crate::narrate;
 
-use super::Summary;
+use super::{BackendSummary, Summary};
 
 /// Writes the timeline as the engine steps.
 pub struct Renderer<'a> {
@@ -97,30 +98,40 @@ impl<'a> Renderer<'a> {
 
     /// The summary: a JSON line, or a short table.
     pub fn summary(&mut self, s: &Summary) -> io::Result<()> {
-        if self.json {
-            let body = serde_json::to_string(s).expect("the summary is plain data");
-            let _ = writeln!(self.line, "{{\"summary\":{body}}}");
-        } else {
+        if !self.json {
             let ok = s.requests.iter().filter(|r| r.result == "ok").count();
+            return self.summary_table(s.requests.len() as u64, ok as u64, &s.backends);
+        }
+        let body = serde_json::to_string(s).expect("the summary is plain data");
+        let _ = writeln!(self.line, "{{\"summary\":{body}}}");
+        self.emit();
+        self.out.flush()?;
+        self.take_error()
+    }
+
+    /// The human summary: counts and one line per backend.
+    pub fn summary_table(
+        &mut self,
+        requests: u64,
+        ok: u64,
+        backends: &BTreeMap<String, BackendSummary>,
+    ) -> io::Result<()> {
+        let _ = writeln!(
+            self.line,
+            "\nsummary: {requests} requests, {ok} ok, {} failed",
+            requests - ok
+        );
+        let width = backends
+            .keys()
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (name, b) in backends {
             let _ = writeln!(
                 self.line,
-                "\nsummary: {} requests, {ok} ok, {} failed",
-                s.requests.len(),
-                s.requests.len() - ok
+                "  {name:width$}  requests {:>4}  successes {:>4}  circuit {}",
+                b.requests, b.successes, b.circuit
             );
-            let width = s
-                .backends
-                .keys()
-                .map(|k| k.chars().count())
-                .max()
-                .unwrap_or(0);
-            for (name, b) in &s.backends {
-                let _ = writeln!(
-                    self.line,
-                    "  {name:width$}  requests {:>4}  successes {:>4}  circuit {}",
-                    b.requests, b.successes, b.circuit
-                );
-            }
         }
         self.emit();
         self.out.flush()?;

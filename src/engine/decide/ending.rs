@@ -1,4 +1,4 @@
-//! How a request ends: delivered (statistics, the TPM window) or failed, with a typed
+//! How a request ends: delivered (statistics, the TPM windows) or failed, with a typed
 //! [`Failure`] that the edge words (SPEC §5.4 aggregate error).
 
 use super::Ctx;
@@ -22,7 +22,7 @@ impl Ctx<'_> {
             st.stats.successes += 1;
             st.stats.tokens += o.tokens;
             if o.tokens > 0 {
-                st.tpm.add(self.now, o.tokens);
+                st.add_tokens(self.now, o.tokens, plan.settings.tpm_threshold.is_some());
             }
         }
         if let Some(st) = self.shared.buckets.get_mut(&bp.buckets[k].key) {

@@ -88,6 +88,7 @@ fn cut_back(shared: &mut SharedState, now: u64, plan: &Plan) {
                 _ => {}
             }
             st.tpm.cut_back(now);
+            st.tpm_ring.cut_back(now);
         }
         for k in &b.buckets {
             if let Some(u) = shared
@@ -193,10 +194,10 @@ impl Ctx<'_> {
             }
             if skip.is_none()
                 && let Some(threshold) = s.tpm_threshold
-                && st.tpm.at(self.now) >= threshold
+                && st.tpm_at(self.now) >= threshold
             {
                 st.stats.skipped_tpm += 1;
-                skip = Some((SkipReason::Tpm, st.tpm.clear_at(self.now, threshold)));
+                skip = Some((SkipReason::Tpm, st.tpm_clear_at(self.now, threshold)));
             }
             if let Some((reason, until_ms)) = skip {
                 self.skip(b, reason, until_ms);
