@@ -19,41 +19,64 @@ use serde::{Deserialize, Serialize};
 /// The TPM window length (SPEC §5.7).
 pub const TPM_WINDOW_MS: u64 = 60_000;
 
-/// `(end of a success, tokens)` within the trailing minute, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct TpmWindow(VecDeque<(u64, u64)>);
+/// `(end of a success, tokens)` within the trailing minute, oldest first, with their sum: the
+/// entries that no longer count at a given time are a prefix (the stamps are in order), so
+/// the tokens counted then are the sum less that prefix, and a step's TPM check costs the few
+/// entries that expired since the last success, not the whole minute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TpmWindow {
+    entries: VecDeque<(u64, u64)>,
+    /// The sum of every entry's tokens (saturating).
+    total: u64,
+}
+
+impl Serialize for TpmWindow {
+    /// Stored as the list of entries; the sum is derived.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(s)
+    }
+}
 
 impl<'de> Deserialize<'de> for TpmWindow {
     /// A stored window is put in time order (a file written by hand, or by an older llxprt).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut v = Vec::<(u64, u64)>::deserialize(d)?;
         v.sort_by_key(|(t, _)| *t);
-        Ok(TpmWindow(v.into()))
+        let total = v.iter().fold(0u64, |s, (_, n)| s.saturating_add(*n));
+        Ok(TpmWindow {
+            entries: v.into(),
+            total,
+        })
     }
 }
 
 impl TpmWindow {
     /// The entries, oldest first.
     pub fn entries(&self) -> impl Iterator<Item = &(u64, u64)> {
-        self.0.iter()
+        self.entries.iter()
     }
 
     /// Whether it holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Tokens counted at `now` (SPEC §5.11).
+    /// Tokens counted at `now` (SPEC §5.11): the sum less the entries that no longer count.
     pub fn at(&self, now: u64) -> u64 {
-        self.live(now).map(|(_, n)| n).sum()
+        let gone: u64 = self
+            .entries
+            .iter()
+            .take_while(|(t, _)| now.saturating_sub(*t) >= TPM_WINDOW_MS)
+            .map(|(_, n)| n)
+            .sum();
+        self.total.saturating_sub(gone)
     }
 
     /// The entries that count at `now`, oldest first.
     fn live(&self, now: u64) -> impl Iterator<Item = &(u64, u64)> {
-        self.0
+        self.entries
             .iter()
-            .filter(move |(t, _)| now.saturating_sub(*t) < TPM_WINDOW_MS)
+            .skip_while(move |(t, _)| now.saturating_sub(*t) >= TPM_WINDOW_MS)
     }
 
     /// When the trailing sum falls below `threshold` again, if it is not below now.
@@ -63,12 +86,11 @@ impl TpmWindow {
 
     /// Forgets the entries that can no longer count at `now` or later.
     pub fn expire(&mut self, now: u64) {
-        while self
-            .0
-            .front()
-            .is_some_and(|(t, _)| now.saturating_sub(*t) >= TPM_WINDOW_MS)
+        while let Some(&(t, n)) = self.entries.front()
+            && now.saturating_sub(t) >= TPM_WINDOW_MS
         {
-            self.0.pop_front();
+            self.entries.pop_front();
+            self.total = self.total.saturating_sub(n);
         }
     }
 
@@ -78,17 +100,18 @@ impl TpmWindow {
     /// goes in its place.
     pub fn add(&mut self, now: u64, tokens: u64) {
         self.expire(now);
-        let at = self.0.iter().rposition(|(t, _)| *t <= now);
-        match at.and_then(|i| self.0.get_mut(i)) {
+        self.total = self.total.saturating_add(tokens);
+        let at = self.entries.iter().rposition(|(t, _)| *t <= now);
+        match at.and_then(|i| self.entries.get_mut(i)) {
             Some((t, n)) if *t == now => *n = n.saturating_add(tokens),
-            _ => self.0.insert(at.map_or(0, |i| i + 1), (now, tokens)),
+            _ => self.entries.insert(at.map_or(0, |i| i + 1), (now, tokens)),
         }
     }
 
     /// Cuts back entries stamped after `now` (a clock that jumped back, SPEC §5.9) to `now`;
     /// they stay in time order.
     pub fn cut_back(&mut self, now: u64) {
-        for (t, _) in self.0.iter_mut().rev() {
+        for (t, _) in self.entries.iter_mut().rev() {
             if *t <= now {
                 break;
             }
