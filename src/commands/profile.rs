@@ -209,7 +209,9 @@ fn show(store: &Store, name: &str, io: &mut Streams<'_>) -> Result<u8, CmdError>
                 v = wrapper["custom-headers"].take();
             }
             // SPEC §7.1: a URL's userinfo and query (a key pasted into `base-url`).
-            redact_json(&mut v);
+            if let Value::String(s) = &mut v {
+                *s = crate::redact::hide_url_secrets(s);
+            }
             writeln!(io.out, "  {k} = {v}  ({src})")?;
         }
         Ok(())
