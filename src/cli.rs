@@ -72,12 +72,18 @@ pub struct ServeArgs {
     /// Profile serving requests whose `model` names no profile (default: the default profile).
     #[arg(long)]
     pub profile: Option<String>,
-    /// Address to listen on (a non-loopback address needs --api-key).
+    /// Address to listen on (a non-loopback address needs a key: --api-key-file or
+    /// LLXPRT_SERVE_API_KEY).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4000")]
     pub listen: String,
-    /// Key clients must send as `Authorization: Bearer KEY`.
-    #[arg(long, value_name = "KEY")]
+    /// Key clients must send as `Authorization: Bearer KEY`. Visible to every local user
+    /// (`ps`): prefer --api-key-file or the LLXPRT_SERVE_API_KEY environment variable.
+    #[arg(long, value_name = "KEY", conflicts_with = "api_key_file")]
     pub api_key: Option<String>,
+    /// Read the key clients must send from FILE (read once; may be a pipe such as
+    /// `<(pass show llxprt)`). Without it or --api-key, LLXPRT_SERVE_API_KEY is used.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
     /// Write what really happened as a trace `llxprt simulate` replays (SPEC §9.2).
     #[arg(long, value_name = "TRACE")]
     pub record: Option<PathBuf>,

@@ -29,8 +29,9 @@ pub struct Recorder {
 }
 
 /// A profile as embedded in a trace: an inline `auth-key` becomes `sha256:<hex>` (read back
-/// as that key's digest, so a replay keeps accounts apart, SPEC §5.9), and secret-looking
-/// custom headers are removed.
+/// as that key's digest, so a replay keeps accounts apart, SPEC §5.9), custom headers are
+/// removed (every value is a secret, SPEC §7.1; a replay sends none), and a `base-url` loses
+/// its userinfo and query.
 pub fn without_secrets(p: &Profile) -> RawProfile {
     let mut raw = p.to_raw();
     let strip = |s: &mut Option<Settings>| {
@@ -42,9 +43,8 @@ pub fn without_secrets(p: &Profile) -> RawProfile {
                     format!("sha256:{}", crate::driver::plan::sha256_hex(k))
                 }
             });
-            if let Some(h) = &mut s.custom_headers {
-                h.retain(|k, _| !crate::redact::is_secret_name(k));
-            }
+            s.custom_headers = None;
+            s.base_url = s.base_url.as_deref().map(crate::redact::hide_url_secrets);
         }
     };
     match &mut raw {
@@ -303,7 +303,8 @@ mod tests {
     fn embedded_profiles_carry_no_inline_key() {
         let raw: RawProfile = serde_json::from_value(serde_json::json!({
             "version": 1, "provider": "openai", "model": "m",
-            "ephemeralSettings": {"auth-key": "sk-secret-0123456789abcdef", "custom-headers": {"X-Api-Key": "k", "X-Trace": "t"}}
+            "ephemeralSettings": {"auth-key": "sk-secret-0123456789abcdef", "custom-headers": {"X-Api-Key": "k", "X-Credential": "cred-0123456789"},
+                "base-url": "https://u:pw-0123456789@h.example/v1?key=q-0123456789"}
         }))
         .unwrap();
         let p = crate::profile::model::analyse(&raw).profile.unwrap();
@@ -316,6 +317,12 @@ mod tests {
             text.contains("sha256:"),
             "the inline key's digest names its account: {text}"
         );
-        assert!(text.contains("X-Trace"));
+        // SPEC §7.1: every custom header is a secret, whatever its name; a base URL keeps
+        // only its host and path.
+        assert!(
+            !text.contains("X-Credential") && !text.contains("0123456789"),
+            "{text}"
+        );
+        assert!(text.contains("https://…@h.example/v1?key=…"), "{text}");
     }
 }

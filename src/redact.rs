@@ -1,10 +1,18 @@
 //! Secret redaction (SPEC §7): API keys, tokens, keyfile contents and sensitive header values
 //! never appear in output; at most an `sk-…abcd` style hint does.
 //!
-//! Owns: the redacted form of a secret, the walk that redacts a JSON document, and scrubbing
-//! what looks like a key out of a provider's message ([`scrub`]). Must not: log or print.
+//! Owns: the redacted form of a secret, the walk that redacts a JSON document, hiding the
+//! secrets a request carried in what a server said ([`hide_known`], in [`known`]), a URL's
+//! userinfo and query ([`url`]), and scrubbing what looks like a key out of a provider's
+//! message ([`scrub`]). Must not: log or print; alter an answer's text (only llxprt's own
+//! messages go through here).
+
+mod known;
+mod url;
 
 use serde_json::Value;
+
+pub use url::{hide_url_secrets, url_secrets};
 
 /// The redacted form of a secret: at most its first 3 and last 4 characters, and only for a
 /// secret long enough (≥ 16 characters) that they reveal nothing useful.
@@ -49,41 +57,39 @@ pub fn secret_parts(value: &str) -> Vec<String> {
     out
 }
 
-/// `text` with every occurrence of each of `secrets` replaced by its redacted form (SPEC §7):
-/// for a message that may quote what a request carried — a provider's error echoing the key,
-/// a token or a header it refused. Longest first, so a secret that contains another one is
-/// replaced whole.
+/// `text` with each of `secrets` hidden (SPEC §7, §7.1): for a message that may quote what a
+/// request carried — a provider's error echoing the key, a token or a header it refused.
+/// A secret is found whatever its ASCII case and `%XX`-encoded; found whole it becomes its
+/// redacted form (the longest secret wins where one contains another); a secret of 16
+/// characters or more is also hidden by any run of 8 of its characters, counting those its
+/// redacted form shows (see [`known`]). Text without them is returned unchanged.
 pub fn hide_known<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
-    let mut list: Vec<&str> = secrets
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|s| !s.is_empty())
-        .collect();
-    list.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_string();
-    for s in list {
-        if out.contains(s) {
-            out = out.replace(s, &redact(s));
-        }
-    }
-    out
+    let list: Vec<&str> = secrets.iter().map(AsRef::as_ref).collect();
+    known::hide(text, &list)
 }
 
-/// Redacts every secret in a profile-shaped JSON document: `auth-key`, sensitive
-/// `custom-headers` values (whatever their type: a header value of the wrong type is still
-/// the secret), and any string under a key that names a token. The profile's own `auth`
-/// object (`{"type": "oauth", "buckets": […]}`) is no secret; its members are judged by name.
+/// The secrets a backend's `custom-headers` carry, for [`hide_known`]: every header's value,
+/// whatever the header's name (SPEC §7.1: `X-Credential` is as secret as `Authorization`),
+/// in the parts [`secret_parts`] lists.
+pub fn header_secrets<'a>(headers: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    headers.into_iter().flat_map(|v| secret_parts(v)).collect()
+}
+
+/// Redacts every secret in a profile-shaped JSON document: `auth-key`, every `custom-headers`
+/// value (whatever the header's name, SPEC §7.1, and whatever its type: a header value of the
+/// wrong type is still the secret), any string under a key that names a token, and the
+/// userinfo and query of a URL anywhere (a key pasted into `base-url`). The profile's own
+/// `auth` object (`{"type": "oauth", "buckets": […]}`) is no secret; its members are judged by
+/// name.
 pub fn redact_json(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
                 if k == "custom-headers" {
                     if let Value::Object(h) = child {
-                        for (name, hv) in h.iter_mut() {
-                            if is_secret_name(name) {
-                                redact_all(hv);
-                            }
-                        }
+                        h.values_mut().for_each(redact_all);
+                    } else {
+                        redact_all(child);
                     }
                     continue;
                 }
@@ -95,6 +101,7 @@ pub fn redact_json(v: &mut Value) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(redact_json),
+        Value::String(s) if s.contains("://") => *s = hide_url_secrets(s),
         _ => {}
     }
 }
@@ -109,10 +116,12 @@ fn redact_all(v: &mut Value) {
 }
 
 /// Character ranges of the secrets in one line of JSON source text, each with its redacted
-/// replacement: the value that follows a member name that names a secret ([`is_secret_name`]),
-/// whether a string (its contents), a long bare token (≥ 16 characters: a key typed without
-/// quotes, never a token count), or every such value in an array or object opened on that
-/// line; only the members of `auth` are judged by their own names, as in [`redact_json`].
+/// replacement: the value that follows a member name that names a secret ([`is_secret_name`])
+/// or `custom-headers` (every header value is a secret, SPEC §7.1), whether a string (its
+/// contents), a long bare token (≥ 16 characters: a key typed without quotes, never a token
+/// count), or every such value in an array or object opened on that line; only the members of
+/// `auth` are judged by their own names, as in [`redact_json`]. Any other string holding a
+/// URL loses its userinfo and query ([`hide_url_secrets`]).
 /// Used for the snippets of diagnostics, which show source lines
 /// of files that may hold a raw `auth-key` (SPEC §7). Works on broken JSON too: an unclosed
 /// string runs to the end of the line.
@@ -148,6 +157,7 @@ pub fn secret_spans(line: &str) -> Vec<(std::ops::Range<usize>, String)> {
             out.push((range, redact(&text)));
         }
     };
+    let mut in_urls = Vec::new();
     let mut i = 0;
     while i < c.len() {
         if c[i] != '"' {
@@ -157,11 +167,20 @@ pub fn secret_spans(line: &str) -> Vec<(std::ops::Range<usize>, String)> {
         let (end, closed) = string_end(i);
         let colon = skip_ws(end);
         if !(closed && colon < c.len() && c[colon] == ':') {
+            // A string value: a URL in it loses its userinfo and query.
+            let inner = i + 1..if closed { end - 1 } else { end };
+            let text: String = c[inner.clone()].iter().collect();
+            if text.contains("://") {
+                let hidden = hide_url_secrets(&text);
+                if hidden != text {
+                    in_urls.push((inner, hidden));
+                }
+            }
             i = end;
             continue;
         }
         let name: String = c[i + 1..end - 1].iter().collect();
-        if !is_secret_name(&name) {
+        if !is_secret_name(&name) && name != "custom-headers" {
             i = colon + 1;
             continue;
         }
@@ -222,6 +241,10 @@ pub fn secret_spans(line: &str) -> Vec<(std::ops::Range<usize>, String)> {
             }
         }
     }
+    if !in_urls.is_empty() {
+        out.extend(in_urls);
+        out.sort_by_key(|(r, _)| r.start);
+    }
     out
 }
 
@@ -237,10 +260,10 @@ fn redact_secret_value(v: &mut Value) {
     }
 }
 
-/// Replaces anything that looks like a key or token in a provider message with its redacted
-/// form (SPEC §7).
+/// Replaces anything that looks like a key or token in a message with its redacted form, and
+/// a URL's userinfo and query values with `…` (SPEC §7, §7.1).
 pub fn scrub(message: &str) -> String {
-    message
+    hide_url_secrets(message)
         .split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
         .map(|w| {
             let core = w
@@ -266,6 +289,7 @@ pub fn scrub(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt::Write as _;
 
     #[test]
     fn secrets_keep_at_most_a_hint() {
@@ -277,7 +301,8 @@ mod tests {
         redact_json(&mut v);
         let s = v.to_string();
         assert!(!s.contains("0123456789abcdef"), "{s}");
-        assert!(s.contains("~/.k") && s.contains("visible"), "{s}");
+        // SPEC §7.1: every custom header's value is a secret, whatever the header's name.
+        assert!(s.contains("~/.k") && !s.contains("visible"), "{s}");
         let mut v = serde_json::json!({"auth": "sk-live-0123456789abcdef"});
         redact_json(&mut v);
         assert!(!v.to_string().contains("0123456789abcdef"), "{v}");
@@ -301,9 +326,73 @@ mod tests {
         redact_json(&mut v);
         let s = v.to_string();
         assert!(
-            !s.contains("0123456789abcdef") && s.contains("visible"),
+            !s.contains("0123456789abcdef") && !s.contains("visible"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn every_custom_header_and_a_urls_userinfo_and_query_are_secret() {
+        let cred = "cr.secret.0123456789abcdef.zz";
+        let mut v = serde_json::json!({"ephemeralSettings": {
+            "custom-headers": {"X-Credential": cred, "X-Title": "my-app"},
+            "base-url": "https://me:pw.secret.0123456789@h.example/v1?key=q.secret.0123456789",
+            "model": "gpt-4o"}});
+        redact_json(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("secret") && !s.contains("my-app"), "{s}");
+        assert!(
+            s.contains("https://…@h.example/v1?key=…") && s.contains("gpt-4o"),
+            "{s}"
+        );
+        // The parts a server may quote, whatever the header's name.
+        let known = header_secrets([&cred.to_string(), &"ab".to_string()]);
+        assert_eq!(known, [cred]);
+        // Source lines of a diagnostic snippet.
+        for line in [
+            format!(r#"  "custom-headers": {{"X-Credential": "{cred}"}},"#),
+            r#"  "base-url": "https://me:pw.secret.0123456789@h.example/v1?key=q.secret.0123456789","#
+                .to_string(),
+        ] {
+            let shown = apply(&line);
+            assert!(!shown.contains("secret"), "{shown}");
+        }
+        assert_eq!(
+            apply(r#""base-url": "https://h.example/v1""#),
+            r#""base-url": "https://h.example/v1""#
+        );
+    }
+
+    #[test]
+    fn echoed_secrets_are_hidden_in_every_form() {
+        let key = "sk-proj-Zq8Wm3Xy0123456789abcdef";
+        let middle: String = key.chars().skip(10).take(10).collect();
+        for echo in [
+            key.to_string(),
+            key.to_ascii_uppercase(),
+            key.replace('-', "%2D"),
+            key.bytes().fold(String::new(), |mut o, b| {
+                let _ = write!(o, "%{b:02x}");
+                o
+            }),
+            middle,
+        ] {
+            let shown = hide_known(&format!("Incorrect API key provided: {echo}."), &[key]);
+            assert!(shown.starts_with("Incorrect API key provided: "), "{shown}");
+            let low = shown.to_ascii_lowercase();
+            let k = key.to_ascii_lowercase();
+            for i in 0..=k.len() - 8 {
+                assert!(!low.contains(&k[i..i + 8]), "{echo} shown as {shown}");
+            }
+        }
+        // A short secret only whole; unrelated text untouched.
+        assert_eq!(hide_known("code ABCDEFGHIJ", &["abcdefghij"]), "code …");
+        assert_eq!(
+            hide_known("code ABCDEFGHI", &["abcdefghij"]),
+            "code ABCDEFGHI"
+        );
+        let plain = "The server is overloaded; retry in 20 s (request 5f2c).";
+        assert_eq!(hide_known(plain, &[key]), plain);
     }
 
     #[test]
@@ -362,6 +451,12 @@ mod tests {
         }
         let kept = r#""auth-keyfile": "~/.k", "X-Trace": "on", "token": true, "max_tokens": 4096, "auth": {"type": "oauth", "buckets": ["work"]}"#;
         assert_eq!(apply(kept), kept);
+    }
+
+    #[test]
+    fn scrub_hides_a_urls_userinfo_and_query() {
+        let m = scrub("cannot reach https://u:kf.secret.1@h.example/v1?key=kf.secret.2 (refused)");
+        assert_eq!(m, "cannot reach https://…@h.example/v1?key=… (refused)");
     }
 
     #[test]

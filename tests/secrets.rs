@@ -58,6 +58,16 @@ const BROKEN_KEY: &str = "sk-PLANTED-broken-3a5c7e9b1d80-zz";
 const SERVE_KEY: &str = "gk.PLANTED.gateway.9c1e3a5d7b62.zz";
 const WRONG_KEY: &str = "wk.PLANTED.wrongkey.5d7f9b1a3c84.zz";
 const PANIC_SECRET: &str = "pn.PLANTED.panic.1f3b5d7a9c06.zz";
+/// SPEC §7.1: a custom header whose name does not look secret is a secret all the same.
+const HDR_CRED: &str = "xc.PLANTED.credential.7a9c1e3b5d86.zz";
+/// Echoed by its upstream uppercased, percent-encoded and only its middle 10 characters.
+const ECHO_KEY: &str = "ek.PLANTED.echokey.8d0f2b4a6c93.zz";
+/// In a `base-url`'s userinfo and query.
+const URL_USER: &str = "uu.PLANTED.urluser.2b4d6f8a0c17.zz";
+const URL_QUERY: &str = "uq.PLANTED.urlquery.5c7e9a1b3d28.zz";
+/// serve's own key from `LLXPRT_SERVE_API_KEY` and from `--api-key-file`.
+const ENV_SERVE_KEY: &str = "se.PLANTED.serveenv.3d5f7b9a1c40.zz";
+const FILE_SERVE_KEY: &str = "sf.PLANTED.servefile.6a8c0e2b4d51.zz";
 const CLIENT: &str = "llxprt-test-client";
 
 fn planted() -> Vec<Planted> {
@@ -85,32 +95,83 @@ fn planted() -> Vec<Planted> {
         p("serve --api-key", SERVE_KEY, "9c1e3a5d7b62"),
         p("a client's wrong key", WRONG_KEY, "5d7f9b1a3c84"),
         p("panic payload", PANIC_SECRET, "1f3b5d7a9c06"),
+        p("custom X-Credential", HDR_CRED, "7a9c1e3b5d86"),
+        p("echoed key", ECHO_KEY, "8d0f2b4a6c93"),
+        p("base-url userinfo", URL_USER, "2b4d6f8a0c17"),
+        p("base-url query", URL_QUERY, "5c7e9a1b3d28"),
+        p("LLXPRT_SERVE_API_KEY", ENV_SERVE_KEY, "3d5f7b9a1c40"),
+        p("serve --api-key-file", FILE_SERVE_KEY, "6a8c0e2b4d51"),
     ]
 }
 
+/// Every byte of `s` as `%XX`.
+fn percent_encoded(s: &str) -> String {
+    s.bytes().fold(String::new(), |mut o, b| {
+        let _ = write!(o, "%{b:02X}");
+        o
+    })
+}
+
+/// `text` with its `%XX` escapes decoded (other bytes as they are).
+fn percent_decoded(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(v) if b[i] == b'%' => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The 10 characters in the middle of a secret (SPEC §7.1: any run of 8 of a secret is one).
+fn middle10(v: &str) -> String {
+    let c: Vec<char> = v.chars().collect();
+    let at = c.len() / 2 - 5;
+    c[at..at + 10].iter().collect()
+}
+
 /// What of the secrets `text` shows: `(secret name, what matched)`. A secret counts as shown
-/// when its whole value, its middle (all but the 3 + 4 characters redaction may keep) or its
-/// unique core appears.
+/// when its whole value, its middle (all but the 3 + 4 characters redaction may keep), its
+/// middle 10 characters or its unique core appears, in any case, raw or percent-encoded
+/// (SPEC §7.1).
 fn shown(text: &str, secrets: &[Planted], extra: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     let middle = |v: &str| -> String {
         let c: Vec<char> = v.chars().collect();
         c[3..c.len() - 4].iter().collect()
     };
+    let decoded = percent_decoded(text);
+    let text = format!("{}\n{}", text.to_lowercase(), decoded.to_lowercase());
+    let text = text.as_str();
     for s in secrets {
         for (what, needle) in [
             ("whole value", s.value.clone()),
             ("middle", middle(&s.value)),
+            ("middle 10", middle10(&s.value)),
             ("core", s.core.to_string()),
         ] {
-            if text.contains(&needle) {
+            if text.contains(&needle.to_lowercase()) {
                 found.push(format!("{} ({what} {needle:?})", s.name));
                 break;
             }
         }
     }
     for e in extra {
-        if text.contains(e.as_str()) || text.contains(&middle(e)) {
+        let e = e.to_lowercase();
+        if text.contains(e.as_str()) || text.contains(&middle(&e)) {
             found.push(format!("issued token {e:?}"));
         }
     }
@@ -192,9 +253,14 @@ struct Gateway {
 
 impl Gateway {
     fn start(cli: &Cli, args: &[&str]) -> Gateway {
+        Gateway::start_with(cli, args, &[])
+    }
+
+    fn start_with(cli: &Cli, args: &[&str], env: &[(&str, &str)]) -> Gateway {
         let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut child = command(cli, &all)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -327,6 +393,11 @@ struct Upstreams {
     dead: Server,
     dead_tokens: Server,
     kb: Server,
+    /// Echoes its key uppercased, percent-encoded and only its middle (SPEC §7.1).
+    ek: Server,
+    /// Plays a backend whose `base-url` carries a key in its userinfo and query, and quotes
+    /// the URL it was asked for.
+    url: Server,
 }
 
 impl Upstreams {
@@ -338,7 +409,7 @@ impl Upstreams {
             "invalid_request_error",
             Some("invalid_api_key"),
             &format!(
-                "Incorrect API key provided: Bearer {KEYFILE_KEY}. Headers: x-api-key={HDR_XKEY}"
+                "Incorrect API key provided: Bearer {KEYFILE_KEY}. Headers: x-api-key={HDR_XKEY} x-credential={HDR_CRED}"
             ),
         )]);
         let cl = Server::start(vec![openai_error(
@@ -409,6 +480,25 @@ impl Upstreams {
                 &format!("Bearer token=\"{BUCKET_KEY}\""),
             ),
         ]);
+        let ek = Server::start(vec![openai_error(
+            401,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            &format!(
+                "Incorrect API key provided: {}. Sent as key={}. Key fragment ****{}****.",
+                ECHO_KEY.to_ascii_uppercase(),
+                percent_encoded(ECHO_KEY),
+                middle10(ECHO_KEY)
+            ),
+        )]);
+        let url = Server::start(vec![openai_error(
+            500,
+            "server_error",
+            None,
+            &format!(
+                "no route for http://user:{URL_USER}@127.0.0.1/v1?key={URL_QUERY} (user {URL_USER}, key {URL_QUERY})"
+            ),
+        )]);
         Upstreams {
             kf,
             cl,
@@ -419,6 +509,8 @@ impl Upstreams {
             dead,
             dead_tokens,
             kb,
+            ek,
+            url,
         }
     }
 }
@@ -456,7 +548,8 @@ fn plant(cli: &Cli, up: &Upstreams) -> Vec<PathBuf> {
             json!({"version": 1, "provider": "openai", "model": "kf-model",
                 "ephemeralSettings": {"auth-keyfile": keyfile.to_str().unwrap(),
                     "base-url": format!("{}/v1", up.kf.url()),
-                    "custom-headers": {"X-Api-Key": HDR_XKEY, "X-Trace": "visible-trace"}}}),
+                    "custom-headers": {"X-Api-Key": HDR_XKEY, "X-Trace": "visible-trace",
+                        "X-Credential": HDR_CRED}}}),
         ),
         (
             "inl",
@@ -488,6 +581,25 @@ fn plant(cli: &Cli, up: &Upstreams) -> Vec<PathBuf> {
                 "auth": {"type": "apikey", "buckets": ["keyb"]}}),
         ),
         (
+            "ek",
+            json!({"version": 1, "provider": "openai", "model": "ek-model",
+                "ephemeralSettings": {"auth-key": ECHO_KEY,
+                    "base-url": format!("{}/v1", up.ek.url())}}),
+        ),
+        (
+            "urlkey",
+            json!({"version": 1, "provider": "openai", "model": "url-model",
+                "ephemeralSettings": {"auth-key": "url-profile-key-not-planted",
+                    "base-url": format!("http://user:{URL_USER}@{}/v1?key={URL_QUERY}",
+                    up.url.url().trim_start_matches("http://"))}}),
+        ),
+        // Not a URL llxprt can use: the profile does not load, and the error quotes it.
+        (
+            "urlbad",
+            json!({"version": 1, "provider": "openai", "model": "url-model",
+                "ephemeralSettings": {"base-url": format!("ftp://user:{URL_USER}@h.example/v1?key={URL_QUERY}")}}),
+        ),
+        (
             "lb",
             json!({"version": 1, "type": "loadbalancer", "policy": "failover",
                 "backends": ["kf", "inl", "env", "oa"],
@@ -497,7 +609,7 @@ fn plant(cli: &Cli, up: &Upstreams) -> Vec<PathBuf> {
         (
             "lbfail",
             json!({"version": 1, "type": "loadbalancer", "policy": "failover",
-                "backends": ["kf", "inl", "env", "oadead", "kb"],
+                "backends": ["kf", "inl", "env", "oadead", "kb", "ek", "urlkey"],
                 "ephemeralSettings": {"failover_retry_count": 0, "failover_status_codes": codes,
                     "custom-headers": {"Cookie": HDR_COOKIE}}}),
         ),
@@ -672,7 +784,12 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
         run(&["simulate", &s(t), "--json"]);
     }
     // stats, diagnostics, profiles, accounts.
-    for p in ["lb", "lbfail", "kf", "inl", "env", "oa", "oadead", "kb"] {
+    run(&["chat", "--profile", "ek", "--json", "hello?"]);
+    run(&["chat", "--profile", "urlkey", "hello?"]);
+    run(&["chat", "--profile", "urlbad", "--json", "hello?"]);
+    for p in [
+        "lb", "lbfail", "kf", "inl", "env", "oa", "oadead", "kb", "ek", "urlkey", "urlbad",
+    ] {
         run(&["stats", "--profile", p]);
         run(&["stats", "--profile", p, "--json"]);
         run(&["diagnostics", "--profile", p]);
@@ -836,6 +953,18 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
         ("models", SERVE_KEY, "/v1/models", None),
         ("health", SERVE_KEY, "/health", None),
         (
+            "urlbad (500)",
+            SERVE_KEY,
+            "/v1/chat/completions",
+            Some(msg("urlbad", false)),
+        ),
+        (
+            "ek alone",
+            SERVE_KEY,
+            "/v1/chat/completions",
+            Some(msg("ek", false)),
+        ),
+        (
             "wrong key",
             WRONG_KEY,
             "/v1/chat/completions",
@@ -881,6 +1010,12 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
     assert!(
         log.contains("profile=lbfail"),
         "the request log has lines:\n{log}"
+    );
+    // SPEC §7.1: a key on the command line is visible to every local user; serve says so once.
+    assert_eq!(
+        log.matches("visible to every local user").count(),
+        1,
+        "serve warns once of --api-key:\n{log}"
     );
     // A recorded trace of serve replays too.
     run_and_push(
@@ -968,6 +1103,22 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
     assert!(header(&up.oa, "authorization").contains(&format!("Bearer {ACCESS}")));
     assert!(header(&up.dead, "authorization").contains(&format!("Bearer {DEAD_ACCESS}")));
     assert!(header(&up.kb, "authorization").contains(&format!("Bearer {BUCKET_KEY}")));
+    assert!(header(&up.kf, "x-credential").contains(&HDR_CRED.to_string()));
+    assert!(header(&up.ek, "authorization").contains(&format!("Bearer {ECHO_KEY}")));
+    holds(&cli.profile_path("urlkey"), "base-url userinfo");
+    holds(&cli.profile_path("urlkey"), "base-url query");
+    for echo in [
+        ECHO_KEY.to_ascii_uppercase(),
+        percent_encoded(ECHO_KEY),
+        middle10(ECHO_KEY),
+    ] {
+        assert!(
+            shown(&echo, &secrets, &[])
+                .iter()
+                .any(|s| s.starts_with("echoed key")),
+            "the grep finds the echo {echo}"
+        );
+    }
     assert!(
         header(&up.kf, "x-session-token").contains(&SESSION_HDR.to_string()),
         "the session header was sent"
@@ -1046,6 +1197,87 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
     assert!(
         leaks.is_empty(),
         "secrets leaked (SPEC §7):\n{}",
+        leaks.join("\n")
+    );
+}
+
+/// SPEC §7, §7.1: serve's own key from `LLXPRT_SERVE_API_KEY` or `--api-key-file` (the file
+/// wins), required of clients, never warned about (it is on no command line), and never shown:
+/// not in the log, not in a reply.
+#[test]
+fn serve_takes_its_key_from_the_environment_or_a_file_and_never_shows_it() {
+    let up = Server::start(vec![openai_error(
+        401,
+        "invalid_request_error",
+        Some("invalid_api_key"),
+        "the key was refused",
+    )]);
+    let cli = Cli::new();
+    cli.write_profile_json(
+        "m",
+        &json!({"version": 1, "provider": "openai", "model": "m-model",
+            "ephemeralSettings": {"base-url": format!("{}/v1", up.url())}}),
+    );
+    let keyfile = cli.user_home().join("serve.key");
+    private_file(&keyfile, &format!("{FILE_SERVE_KEY}\n"));
+    let keyfile = keyfile.to_str().unwrap();
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hello?"}]});
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for (label, args, key, other) in [
+        (
+            "LLXPRT_SERVE_API_KEY",
+            vec!["--profile", "m"],
+            ENV_SERVE_KEY,
+            FILE_SERVE_KEY,
+        ),
+        (
+            "--api-key-file",
+            vec!["--profile", "m", "--api-key-file", keyfile],
+            FILE_SERVE_KEY,
+            ENV_SERVE_KEY,
+        ),
+    ] {
+        let gw = Gateway::start_with(&cli, &args, &[("LLXPRT_SERVE_API_KEY", ENV_SERVE_KEY)]);
+        let (ok, ok_text) = gateway_call(gw.addr, key, "/v1/models", None);
+        let (refused, refused_text) = gateway_call(gw.addr, other, "/v1/models", None);
+        let (failed, failed_text) = gateway_call(gw.addr, key, "/v1/chat/completions", Some(&body));
+        let (code, log) = gw.stop();
+        assert_eq!(code, 0, "{label}: serve ends with 0 on Ctrl-C:\n{log}");
+        assert_eq!(ok, 200, "{label}: the key is accepted:\n{ok_text}\n{log}");
+        assert_eq!(
+            refused, 401,
+            "{label}: another key is refused:\n{refused_text}"
+        );
+        assert!(
+            failed >= 400,
+            "{label}: the upstream refused:\n{failed_text}"
+        );
+        assert!(
+            !log.contains("visible to every local user"),
+            "{label}: no warning for a key on no command line:\n{log}"
+        );
+        outputs.extend([
+            (format!("{label}: serve's log"), log),
+            (format!("{label}: reply to the key"), ok_text),
+            (format!("{label}: reply to another key"), refused_text),
+            (format!("{label}: reply to a failed chat"), failed_text),
+        ]);
+    }
+    let secrets: Vec<Planted> = planted()
+        .into_iter()
+        .filter(|p| p.value == ENV_SERVE_KEY || p.value == FILE_SERVE_KEY)
+        .collect();
+    let leaks: Vec<String> = outputs
+        .iter()
+        .flat_map(|(label, text)| {
+            shown(text, &secrets, &[])
+                .into_iter()
+                .map(move |w| format!("{label} printed {w}"))
+        })
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "serve's key leaked (SPEC §7):\n{}",
         leaks.join("\n")
     );
 }

@@ -208,6 +208,10 @@ fn show(store: &Store, name: &str, io: &mut Streams<'_>) -> Result<u8, CmdError>
                 redact_json(&mut wrapper);
                 v = wrapper["custom-headers"].take();
             }
+            // SPEC §7.1: a URL's userinfo and query (a key pasted into `base-url`).
+            if let Value::String(s) = &mut v {
+                *s = crate::redact::hide_url_secrets(s);
+            }
             writeln!(io.out, "  {k} = {v}  ({src})")?;
         }
         Ok(())

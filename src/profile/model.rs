@@ -337,7 +337,10 @@ fn check_settings(
         out.push(
             Finding::error(
                 ptr("base-url"),
-                format!("\"base-url\" must be an http:// or https:// URL, got {url:?}"),
+                format!(
+                    "\"base-url\" must be an http:// or https:// URL, got {:?}",
+                    crate::redact::scrub(url)
+                ),
             )
             .help("for example \"https://api.openai.com/v1\""),
         );

@@ -112,7 +112,8 @@ pub fn report(
                     "name": b.name,
                     "provider": info.name,
                     "model": b.profile.model,
-                    "base_url": b.profile.settings.base_url.clone().unwrap_or_else(|| info.base_url.to_string()),
+                    // SPEC §7.1: a key pasted into the URL is not shown.
+                    "base_url": crate::redact::hide_url_secrets(b.profile.settings.base_url.as_deref().unwrap_or(info.base_url)),
                     "credentials": b.profile.bucket_names().iter().map(|k| credential(store, b, k, getenv)).collect::<Vec<_>>(),
                     "circuit": st["circuit"],
                     "tpm": st["tpm"],

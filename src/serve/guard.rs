@@ -123,7 +123,7 @@ pub fn check_origin(head: &Head, loopback: bool, api_key: Option<&str>) -> Resul
                 401,
                 "authentication_error",
                 "invalid_api_key",
-                "missing or wrong API key: send the key given to llxprt serve --api-key as Authorization: Bearer KEY".into(),
+                "missing or wrong API key: send the key llxprt serve was given (--api-key-file, LLXPRT_SERVE_API_KEY or --api-key) as Authorization: Bearer KEY".into(),
             ));
         }
     }

@@ -241,9 +241,15 @@ fn chat(conn: &mut Conn, body: &[u8], close: bool, ctx: &Ctx) -> bool {
                         Some(field),
                     ),
                 ),
+                // SPEC §7.1: a profile's error may quote its `base-url`.
                 PlanError::Config(m) => (
                     500,
-                    wire::error_body(m, "server_error", "configuration_error", None),
+                    wire::error_body(
+                        &crate::redact::scrub(m),
+                        "server_error",
+                        "configuration_error",
+                        None,
+                    ),
                 ),
             };
             let _ = conn.write_all(&json_response(status, &b, &[], close));

@@ -65,7 +65,7 @@ pub struct Ctx {
     pub default_profile: String,
     /// Listening on loopback (then `Host` must be a loopback name).
     pub loopback: bool,
-    /// `--api-key`.
+    /// Serve's own key (`--api-key-file`, `--api-key` or `LLXPRT_SERVE_API_KEY`).
     pub api_key: Option<String>,
     /// The shared engine state.
     pub engine: run::Engine,
@@ -94,7 +94,8 @@ impl Ctx {
     }
 }
 
-/// The refusal of a non-loopback `--listen` without `--api-key` (SPEC §7), a usage error.
+/// The refusal of a non-loopback `--listen` without a key (`--api-key-file`,
+/// `LLXPRT_SERVE_API_KEY` or `--api-key`, SPEC §7), a usage error.
 pub fn check_listen(listen: &SocketAddr, api_key: Option<&str>) -> Result<(), CmdError> {
     if guard::is_loopback(listen) || api_key.is_some_and(|k| !k.is_empty()) {
         return Ok(());
@@ -103,7 +104,7 @@ pub fn check_listen(listen: &SocketAddr, api_key: Option<&str>) -> Result<(), Cm
         exit::USAGE,
         format!("--listen {listen} is not a loopback address, and serve spends your keys for whoever can reach it"),
     )
-    .help("add --api-key KEY (clients then send Authorization: Bearer KEY), or listen on 127.0.0.1"))
+    .help("add --api-key-file FILE or set LLXPRT_SERVE_API_KEY (clients then send Authorization: Bearer KEY), or listen on 127.0.0.1"))
 }
 
 /// Runs the gateway until Ctrl-C (SPEC §8.3). Errors: the profile does not run (exit 3), the

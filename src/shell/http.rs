@@ -20,7 +20,7 @@ use crate::engine::plan::MidStream;
 use crate::engine::{Class, Note, Outcome, Plan, RequestId, Step, classify_status};
 use crate::profile::resolve::ResolvedBackend;
 use crate::profile::settings::Streaming;
-use crate::redact::{hide_known, is_secret_name, scrub, secret_parts};
+use crate::redact::{header_secrets, hide_known, scrub, url_secrets};
 use crate::shell::budget;
 
 /// Where answer text goes as it arrives.
@@ -786,8 +786,8 @@ impl Executor for HttpExec<'_> {
             Err(why) => return (now_ms(), Attempted::NoCredential(scrub(&why))),
         };
         o.ratelimit = std::mem::take(&mut self.last_ratelimit);
-        // A provider may echo what the request carried — the key or token, a secret custom
-        // header — in its message, its error code or a response header kept for diagnostics:
+        // A provider may echo what the request carried — the key or token, a custom header,
+        // what the base URL holds — in its message, its error code or a response header kept for diagnostics:
         // every secret this request sent is replaced before the outcome goes anywhere (the
         // engine's aggregate error, the state file, a recorded trace), then anything else
         // key-shaped (SPEC §7).
@@ -797,10 +797,17 @@ impl Executor for HttpExec<'_> {
             .map(|s| s.expose().to_string())
             .into_iter()
             .collect();
-        for (name, value) in b.settings.settings.custom_headers.iter().flatten() {
-            if is_secret_name(name) {
-                known.extend(secret_parts(value));
-            }
+        // SPEC §7.1: every custom header's value, whatever its name, and what a `base-url`
+        // carries in its userinfo and query.
+        known.extend(header_secrets(
+            b.settings
+                .settings
+                .custom_headers
+                .iter()
+                .flat_map(|h| h.values()),
+        ));
+        if let Some(url) = &b.profile.settings.base_url {
+            known.extend(url_secrets(url));
         }
         let hide = |text: &str| scrub(&hide_known(text, &known));
         o.message = o.message.as_deref().map(hide);

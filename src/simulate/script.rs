@@ -19,8 +19,8 @@ pub struct Script<'a> {
     /// Attempts that took an entry: (backend, bucket, script key, entry index).
     taken: HashMap<(String, String, String, usize), u64>,
     tokens: u64,
-    /// Per backend: the secrets its requests would carry (inline `auth-key`, secret
-    /// `custom-headers` values), hidden in its scripted messages as the shell hides them in a
+    /// Per backend: the secrets its requests would carry (inline `auth-key`, every
+    /// `custom-headers` value, what its `base-url` holds), hidden in its scripted messages as the shell hides them in a
     /// provider's (SPEC §7).
     secrets: HashMap<String, Vec<String>>,
 }
@@ -47,10 +47,15 @@ impl<'a> Script<'a> {
                     .iter()
                     .filter_map(|s| s.auth_key.clone())
                     .collect();
-                for (name, value) in b.settings.settings.custom_headers.iter().flatten() {
-                    if crate::redact::is_secret_name(name) {
-                        known.extend(crate::redact::secret_parts(value));
-                    }
+                known.extend(crate::redact::header_secrets(
+                    b.settings
+                        .settings
+                        .custom_headers
+                        .iter()
+                        .flat_map(|h| h.values()),
+                ));
+                if let Some(url) = &b.profile.settings.base_url {
+                    known.extend(crate::redact::url_secrets(url));
                 }
                 (b.name.clone(), known)
             })
