@@ -51,6 +51,7 @@ pub fn run(args: &ServeArgs, store: Store) -> Result<u8, CmdError> {
             listen,
             api_key: args.api_key.clone(),
             record: args.record.clone(),
+            max_concurrency: args.max_concurrency.map(usize::from),
         },
         &log,
     )?;
