@@ -41,6 +41,9 @@ struct Registry {
     next: u64,
     watched: HashMap<u64, (TcpStream, Arc<AtomicBool>)>,
     thread: bool,
+    /// The watcher thread sleeps until something is registered (only then is it woken: a
+    /// registration while it is looking costs no wake-up call).
+    idle: bool,
 }
 
 fn lock(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
@@ -75,8 +78,11 @@ impl Watcher {
         let id = r.next;
         r.next += 1;
         r.watched.insert(id, (clone, cancel.clone()));
+        let wake = std::mem::take(&mut r.idle);
         drop(r);
-        self.inner.added.notify_one();
+        if wake {
+            self.inner.added.notify_one();
+        }
         Watching {
             inner: Some((self.inner.clone(), id)),
         }
@@ -95,6 +101,7 @@ fn watch_loop(inner: &Inner) {
     loop {
         let mut r = lock(&inner.state);
         while r.watched.is_empty() {
+            r.idle = true;
             r = inner.added.wait(r).unwrap_or_else(PoisonError::into_inner);
         }
         r.watched.retain(|_, (stream, cancel)| {
