@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// Write what really happened as a trace `llxprt simulate` replays (SPEC §9.2).
     #[arg(long, value_name = "TRACE")]
     pub record: Option<PathBuf>,
+    /// Requests of one profile running at once (default 16), and 4 × N in all (default 64);
+    /// more wait up to 30 s, then get a 503.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub max_concurrency: Option<u16>,
 }
 
 /// `llxprt auth …`

@@ -122,6 +122,7 @@ pub fn run(args: &ServeArgs, store: Store) -> Result<u8, CmdError> {
             listen,
             api_key,
             record: args.record.clone(),
+            max_concurrency: args.max_concurrency.map(usize::from),
         },
         &log,
     )?;
@@ -139,6 +140,7 @@ mod tests {
             api_key: api_key.map(str::to_string),
             api_key_file: file.map(Path::to_path_buf),
             record: None,
+            max_concurrency: None,
         }
     }
 

@@ -2,9 +2,13 @@
 //! responses written whole or as a chunked event stream (SPEC §7, §8.3).
 //!
 //! Owns: the bytes on the socket — bounded heads (size, header count), bounded bodies, the
-//! deadlines that keep a slow or silent client from holding a worker, keep-alive framing, and
-//! the "lingering close" that lets a client still writing a refused body read the refusal.
-//! Must not: look at what a request means (routing, JSON, security policy live elsewhere).
+//! deadlines that keep a slow or silent client from holding a worker (SPEC §7.1: a connection
+//! without a complete request head 5 s after it opened, or 5 s after the first byte of a later
+//! one, is closed; an idle keep-alive one after 15 s, announced with `Keep-Alive: timeout=15`),
+//! keep-alive framing, and the "lingering close" that lets a client still writing a refused
+//! body read the refusal. Reading a head is linear in the bytes received: the search for its
+//! end resumes where the last one stopped. Must not: look at what a request means (routing,
+//! JSON, security policy live elsewhere).
 //!
 //! Decisions where SPEC is silent: a request body must come with `Content-Length` (chunked
 //! request bodies get 411: the OpenAI clients all send a length); `Expect: 100-continue` is
@@ -20,11 +24,13 @@ pub const MAX_HEAD: usize = 32 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Largest request body (SPEC §7: 8 MiB); 413 beyond.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
-/// Time allowed for a whole request head once its first byte arrived (a slow client is cut).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a connection's first request head from the moment it opened, and for a
+/// later head from its first byte (SPEC §7.1: a slow or silent client is cut).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for a whole request body once the head was read.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an idle keep-alive connection is kept waiting for its next request.
+/// How long an idle keep-alive connection is kept waiting for its next request (SPEC §7.1;
+/// announced in every kept-alive answer as `Keep-Alive: timeout=15`).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a single write may block (a client that stopped reading a stream).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +85,8 @@ pub struct Conn {
     piece: Box<[u8]>,
     /// The read timeout the socket has (set again only when it changes).
     read_timeout: Option<Duration>,
+    /// When the connection opened, while its first request head is awaited.
+    opened: Option<Instant>,
 }
 
 impl Conn {
@@ -91,7 +99,13 @@ impl Conn {
             buf: Vec::new(),
             piece: vec![0u8; 16 * 1024].into_boxed_slice(),
             read_timeout: None,
+            opened: Some(Instant::now()),
         }
+    }
+
+    /// The client's socket (to watch for a hang-up while a request runs).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// Reads into the buffer until `deadline`; `Ok(false)` when the deadline passed or
@@ -129,21 +143,33 @@ impl Conn {
         }
     }
 
-    /// Waits for the next request and reads its head: idle up to `idle` (or until `give_up`
-    /// says to stop waiting), then the whole head within [`HEAD_TIMEOUT`].
+    /// Waits for the next request and reads its head. The first request of a connection must
+    /// be complete within [`HEAD_TIMEOUT`] of the connection opening; a later one is awaited
+    /// idle up to `idle` (or until `give_up` says to stop waiting), then its whole head within
+    /// [`HEAD_TIMEOUT`] of its first byte.
     pub fn read_head(
         &mut self,
         idle: Duration,
         give_up: &dyn Fn() -> bool,
     ) -> Result<Head, ReadError> {
-        let idle_deadline = Instant::now() + idle;
+        let first = self.opened.take();
+        let idle_deadline = first.map_or_else(|| Instant::now() + idle, |at| at + HEAD_TIMEOUT);
         let mut head_deadline = None;
+        // No `\r\n\r\n` starts before this offset (so each byte is searched about once).
+        let mut scanned = 0;
         loop {
             // RFC 9112 §2.2: empty lines before a request line are ignored.
-            while self.buf.starts_with(b"\r\n") {
-                self.buf.drain(..2);
+            let blank = self
+                .buf
+                .chunks_exact(2)
+                .take_while(|pair| *pair == b"\r\n")
+                .count();
+            if blank > 0 {
+                self.buf.drain(..2 * blank);
+                scanned = 0;
             }
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+            if let Some(at) = find(&self.buf[scanned..], b"\r\n\r\n") {
+                let end = scanned + at;
                 if end > MAX_HEAD {
                     return Err(ReadError::Bad(431, "request head too large"));
                 }
@@ -151,11 +177,12 @@ impl Conn {
                 self.buf.drain(..end + 4);
                 return Ok(head);
             }
+            scanned = self.buf.len().saturating_sub(3);
             if self.buf.len() > MAX_HEAD {
                 return Err(ReadError::Bad(431, "request head too large"));
             }
             if !self.buf.is_empty() && head_deadline.is_none() {
-                head_deadline = Some(Instant::now() + HEAD_TIMEOUT);
+                head_deadline = Some(first.unwrap_or_else(Instant::now) + HEAD_TIMEOUT);
             }
             let (deadline, idle) = match head_deadline {
                 Some(d) => (d, false),
@@ -214,7 +241,7 @@ impl Conn {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 fn is_token(s: &str) -> bool {
@@ -349,7 +376,9 @@ pub fn head_into(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], close
     out.extend_from_slice(if close {
         b"connection: close\r\n\r\n"
     } else {
-        b"connection: keep-alive\r\n\r\n"
+        // SPEC §7.1: the idle time after which serve closes, so a client does not reuse a
+        // connection serve is about to close.
+        b"connection: keep-alive\r\nkeep-alive: timeout=15\r\n\r\n"
     });
 }
 
@@ -439,7 +468,12 @@ mod tests {
         let h = String::from_utf8(h).expect("a head of UTF-8 values is UTF-8");
         assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
         assert!(h.contains("x-llxprt-backend: aévil: 1\r\n"), "{h}");
-        assert!(h.ends_with("connection: keep-alive\r\n\r\n"));
+        assert!(h.ends_with("connection: keep-alive\r\nkeep-alive: timeout=15\r\n\r\n"));
+        assert_eq!(
+            IDLE_TIMEOUT,
+            Duration::from_secs(15),
+            "the announced timeout"
+        );
         assert_eq!(chunk(b"hi"), b"2\r\nhi\r\n");
     }
 }

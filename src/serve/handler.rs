@@ -1,12 +1,13 @@
 //! The routes of `serve` (SPEC §8.3): `POST /v1/chat/completions`, `GET /v1/models`,
 //! `GET /v1/models/{id}`, `GET /health`, each behind the checks of SPEC §7.
 //!
-//! Owns: one connection's request loop (keep-alive), routing, and answering each route: the
-//! cheap routes and every refusal on the connection's own thread; a chat request is handed
-//! with its connection to a worker of the pool, which plans it, runs it through the engine
-//! and answers (streamed or whole, or an error with the status of SPEC §8.3), then logs it in
-//! one line. Must not: decide retries or failover (the engine does), or parse HTTP framing
-//! (see `conn`).
+//! Owns: one connection's request loop (keep-alive), routing, and answering each route on the
+//! connection's own thread: the cheap routes and every refusal at once; a chat request is
+//! read, waits for a slot of its profile (SPEC §7.1: 503 with `Retry-After` after the queue
+//! time; given up when its client hangs up, which is watched until the request ends), then is
+//! planned, run through the engine and answered (streamed or whole, or an error with the
+//! status of SPEC §8.3), and logged in one line. Must not: decide retries or failover (the
+//! engine does), or parse HTTP framing (see `conn`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,13 +17,13 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::conn::{self, Conn, HEAD_TIMEOUT, IDLE_TIMEOUT, ReadError};
+use super::conn::{self, Conn, IDLE_TIMEOUT, ReadError};
 use super::guard::{self, Refusal};
 use super::plan::{self, PlanError};
-use super::pool::Permits;
 use super::request;
 use super::run::{self, Finished};
 use super::sink::{Collect, Serving, StreamSink};
+use super::slots::{QUEUE_TIMEOUT, Refused};
 use super::{Ctx, health, log, wire};
 use crate::clock::now_ms;
 use crate::driver::Ending;
@@ -33,23 +34,17 @@ enum Next {
     KeepAlive,
     /// Close the connection.
     Close,
-    /// Run this chat request on a worker (`close` after it).
+    /// Run this chat request (`close` after it).
     Chat(Vec<u8>, bool),
 }
 
 /// Serves one connection until it closes.
-pub fn connection(mut conn: Conn, ctx: &Arc<Ctx>, permits: &Permits) {
-    let mut served = 0u64;
+pub fn connection(mut conn: Conn, ctx: &Arc<Ctx>) {
     loop {
-        // A new connection's first request is awaited up to HEAD_TIMEOUT, a kept-alive one up
-        // to IDLE_TIMEOUT; both are let go at once when the server stops.
+        // A kept-alive connection's next request is awaited up to IDLE_TIMEOUT (a new one's
+        // first within HEAD_TIMEOUT, see `conn`), let go at once when the server stops.
         let give_up = || ctx.stopping();
-        let idle = if served == 0 {
-            HEAD_TIMEOUT
-        } else {
-            IDLE_TIMEOUT
-        };
-        let head = match conn.read_head(idle, &give_up) {
+        let head = match conn.read_head(IDLE_TIMEOUT, &give_up) {
             Ok(h) => h,
             Err(ReadError::Closed) => return,
             Err(ReadError::Bad(status, why)) => {
@@ -58,15 +53,11 @@ pub fn connection(mut conn: Conn, ctx: &Arc<Ctx>, permits: &Permits) {
                 return;
             }
         };
-        served += 1;
         match handle(&mut conn, &head, ctx) {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::Chat(body, close) => {
-                let permit = permits.acquire();
-                let close = chat(&mut conn, &body, close, ctx);
-                drop(permit);
-                if close {
+                if chat(&mut conn, &body, close, ctx) {
                     return;
                 }
             }
@@ -228,7 +219,15 @@ fn chat(conn: &mut Conn, body: &[u8], close: bool, ctx: &Ctx) -> bool {
             return close;
         }
     };
-    let chosen = match plan::prepare(&ctx.store, &ctx.default_profile, &req) {
+    let name = plan::profile_for(&ctx.store, req.model.as_deref(), &ctx.default_profile);
+    // From here the client is watched: a hang-up ends the wait for a slot, or the run.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _watching = ctx.hangup.watch(conn.stream(), &cancel);
+    let _slot = match ctx.slots.acquire(&name, QUEUE_TIMEOUT, &cancel) {
+        Ok(slot) => slot,
+        Err(why) => return no_slot(conn, ctx, &name, why, started, close),
+    };
+    let chosen = match plan::prepare(&ctx.store, &name, &req) {
         Ok(c) => c,
         Err(e) => {
             let (status, b) = match &e {
@@ -264,7 +263,6 @@ fn chat(conn: &mut Conn, body: &[u8], close: bool, ctx: &Ctx) -> bool {
     let rid = format!("chatcmpl-{id:x}");
     let created = now_ms() / 1000;
     let serving = Rc::new(RefCell::new(Serving::default()));
-    let cancel = Arc::new(AtomicBool::new(false));
     let job = run::Job {
         root: ctx.store.root(),
         prepared: &chosen.prepared,
@@ -341,7 +339,11 @@ fn chat(conn: &mut Conn, body: &[u8], close: bool, ctx: &Ctx) -> bool {
                 let _ = conn.write_all(&json_response(200, &b, &headers, close));
                 200
             }
-            _ => write_failure(conn, &fin, close),
+            Ending::Cancelled { .. } => {
+                close = true;
+                0
+            }
+            Ending::Failed { .. } => write_failure(conn, &fin, close),
         };
         (status, fin, sink.notices)
     };
@@ -349,6 +351,41 @@ fn chat(conn: &mut Conn, body: &[u8], close: bool, ctx: &Ctx) -> bool {
         ctx, &chosen, &rid, req.stream, status, &fin, &notices, started,
     );
     close
+}
+
+/// Answers a request that got no slot (SPEC §7.1): a 503 with `Retry-After` after the queue
+/// time, nothing when its client is gone; logs it. Returns whether the connection closes.
+fn no_slot(
+    conn: &mut Conn,
+    ctx: &Ctx,
+    profile: &str,
+    why: Refused,
+    started: Instant,
+    close: bool,
+) -> bool {
+    let waited = started.elapsed().as_millis();
+    match why {
+        Refused::Gone => {
+            ctx.log_line(&format!(
+                "profile={profile} status=0 waited_ms={waited} cancelled=client_gone"
+            ));
+            true
+        }
+        Refused::Full => {
+            let message = format!(
+                "llxprt serve is busy: no request slot of profile \"{profile}\" became free within {} s ({} per profile)",
+                QUEUE_TIMEOUT.as_secs(),
+                ctx.slots.per_profile()
+            );
+            let body = wire::error_body(&message, "service_unavailable", "overloaded", None);
+            let headers = [("retry-after", "1".to_string())];
+            let _ = conn.write_all(&json_response(503, &body, &headers, close));
+            ctx.log_line(&format!(
+                "profile={profile} status=503 waited_ms={waited} error={message:?}"
+            ));
+            close
+        }
+    }
 }
 
 /// Answers a failed request with its SPEC §8.3 status; returns the status.

@@ -3,7 +3,9 @@
 //!
 //! Every request runs the one loop ([`crate::driver::drive`] with the HTTP executor), like a
 //! `chat` turn; all connections share one engine state (SPEC §5.9). Parts:
-//! - [`pool`]: the listener, a thread per connection, a small fixed pool of workers, Ctrl-C;
+//! - [`pool`]: the listener, a thread per connection, the connection cap, Ctrl-C;
+//! - [`slots`]: request slots per profile under a global limit (SPEC §7.1);
+//! - [`hangup`]: noticing a client that went away while its request waits or runs;
 //! - [`conn`]: HTTP/1.1 framing within bounds (sizes, deadlines, keep-alive);
 //! - [`guard`]: the refusals of SPEC §7 (listen address, `Host`, API key, content type, size);
 //! - [`handler`]: routes, and a chat request from body to answer and log line;
@@ -31,6 +33,7 @@ use crate::profile::store::Store;
 pub mod conn;
 pub mod guard;
 mod handler;
+pub mod hangup;
 pub mod health;
 pub mod log;
 pub mod plan;
@@ -39,6 +42,7 @@ pub mod record;
 pub mod request;
 pub mod run;
 pub mod sink;
+pub mod slots;
 pub mod wire;
 
 /// Where log lines go (standard error, one line per call).
@@ -55,6 +59,9 @@ pub struct Options {
     pub api_key: Option<String>,
     /// `--record TRACE`.
     pub record: Option<PathBuf>,
+    /// `--max-concurrency N`: requests of one profile at once (N), and in all (4 × N); `None`
+    /// for the defaults ([`slots::PER_PROFILE`], [`slots::GLOBAL`]).
+    pub max_concurrency: Option<usize>,
 }
 
 /// What every worker shares.
@@ -71,6 +78,10 @@ pub struct Ctx {
     pub engine: run::Engine,
     /// `--record`.
     pub recording: Option<record::Recording>,
+    /// The request slots (SPEC §7.1).
+    pub slots: slots::Slots,
+    /// Watches the clients of waiting and running requests for a hang-up.
+    pub hangup: hangup::Watcher,
     log: Log,
     stop: AtomicBool,
     requests: AtomicU64,
@@ -150,12 +161,19 @@ pub fn serve(store: Store, opts: Options, log: &Log) -> Result<(), CmdError> {
             crate::conversation::notes::state_warning(&w)
         ));
     }
+    // The stored spelling of the name, so requests naming it in another case share its slots.
+    let default_profile = plan::profile_for(&store, Some(&opts.profile), &opts.profile);
     let ctx = Arc::new(Ctx {
-        default_profile: opts.profile.clone(),
+        default_profile,
         loopback: guard::is_loopback(&addr),
         api_key: opts.api_key.filter(|k| !k.is_empty()),
         engine,
         recording: opts.record.as_deref().map(record::Recording::new),
+        slots: match opts.max_concurrency {
+            Some(n) => slots::Slots::new(n, n.saturating_mul(4)),
+            None => slots::Slots::new(slots::PER_PROFILE, slots::GLOBAL),
+        },
+        hangup: hangup::Watcher::default(),
         store,
         log: log.clone(),
         stop: AtomicBool::new(false),

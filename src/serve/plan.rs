@@ -29,7 +29,7 @@ use crate::conversation::prepare::{Prepared, lookup_backend, resolve};
 use crate::driver::plan::build_plan;
 use crate::engine::plan::MidStream;
 use crate::profile::model::{LoadBalancerProfile, Profile};
-use crate::profile::names::same_profile_name;
+use crate::profile::names::fold;
 use crate::profile::settings::{Settings, Streaming};
 use crate::profile::store::{Store, StoreError};
 use crate::provider::Protocol;
@@ -61,15 +61,23 @@ pub enum PlanError {
     Config(String),
 }
 
+/// The longest profile name in characters, and in bytes (SPEC §1; `check_profile_name`).
+const MAX_NAME_CHARS: usize = 128;
+const MAX_NAME_BYTES: usize = 200;
+
 /// The name of the profile a request's `model` selects: the stored profile of that name
-/// (ignoring case, SPEC §1), else `default`.
+/// (ignoring case, SPEC §1), else `default`. A `model` longer than a profile name may be
+/// (SPEC §1: 128 characters, 200 bytes) names none, and is not compared with any (SPEC §7.1:
+/// limits before per-profile work); the caseless form of the others is made once.
 pub fn profile_for(store: &Store, model: Option<&str>, default: &str) -> String {
     model
+        .filter(|m| m.len() <= MAX_NAME_BYTES && m.chars().count() <= MAX_NAME_CHARS)
         .and_then(|m| {
+            let folded = fold(m);
             store
                 .names_recent()
                 .into_iter()
-                .find(|n| same_profile_name(n, m))
+                .find(|n| n == m || fold(n) == folded)
         })
         .unwrap_or_else(|| default.to_string())
 }
@@ -83,9 +91,9 @@ fn mid_stream_default(stream: bool) -> MidStream {
     }
 }
 
-/// Builds the plan of a request.
-pub fn prepare(store: &Store, default: &str, req: &ChatRequest) -> Result<Chosen, PlanError> {
-    let name = profile_for(store, req.model.as_deref(), default);
+/// Builds the plan of a request on profile `name` (see [`profile_for`]).
+pub fn prepare(store: &Store, name: &str, req: &ChatRequest) -> Result<Chosen, PlanError> {
+    let name = name.to_string();
     let (profile, _) = store
         .load(&name)
         .map_err(|e| PlanError::Config(config_message(&e)))?;
