@@ -214,6 +214,10 @@ pub struct ChatArgs {
     /// Print one JSON object (answer, backend, usage, attempts) instead of streaming.
     #[arg(long)]
     pub json: bool,
+    /// Hide the live notes of retries, bucket advances and failovers (in the session:
+    /// `/set quiet false` shows them again).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// A session setting, KEY=VALUE; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,

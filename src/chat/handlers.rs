@@ -9,6 +9,7 @@ use super::profiles;
 use super::session::Session;
 use super::slash::{Slash, StatsPart};
 use crate::face::{CmdError, Streams};
+use crate::profile::names::same_profile_name;
 use crate::report::diagnostics::{self, Running};
 use crate::state_file::SharedStore;
 
@@ -190,26 +191,35 @@ fn load(
             writeln!(io.out, "{:>3}. {n}", i + 1)?;
         }
         io.out.flush()?;
-        let Some(answer) = ask("number (empty cancels)> ") else {
-            return Ok(());
-        };
-        let answer = answer.trim();
+        // SPEC §8.1: a number or a name picks; Esc or an empty line cancels; what is typed
+        // here is an answer to the question, never a message to the model.
+        let answer = ask("number or name (Esc or an empty line cancels)> ");
+        let answer = answer.as_deref().map_or("", str::trim);
         if answer.is_empty() {
-            return Ok(());
+            return writeln!(
+                io.err,
+                "cancelled: nothing loaded, the session keeps what it had"
+            );
         }
-        match answer
+        let by_number = answer
             .parse::<usize>()
             .ok()
             .and_then(|i| i.checked_sub(1))
-            .and_then(|i| names.get(i))
-        {
+            .and_then(|i| names.get(i));
+        let by_name = || names.iter().find(|n| same_profile_name(n, answer));
+        match by_number.or_else(by_name) {
             Some(n) => n.clone(),
             None => {
-                return error(io, &format!("\"{answer}\" is not a number from the list"));
+                return error(
+                    io,
+                    &format!(
+                        "\"{answer}\" is neither a number nor a name from the list; nothing loaded"
+                    ),
+                );
             }
         }
     };
-    match profiles::load(s, &name) {
+    match profiles::load_fresh(s, &name) {
         Ok(lines) => lines.iter().try_for_each(|l| writeln!(io.err, "{l}")),
         Err(e) => {
             cmd_error(io, &e)?;

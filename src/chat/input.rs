@@ -8,9 +8,15 @@
 use std::io::{self, BufRead};
 use std::path::PathBuf;
 
-use rustyline::Editor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
+use rustyline::{
+    Cmd, ConditionalEventHandler, Editor, Event, EventContext, EventHandler, KeyCode, KeyEvent,
+    Modifiers, RepeatCount,
+};
 
 use super::history;
 
@@ -33,17 +39,57 @@ pub enum Read {
 
 /// The session's lines.
 pub enum Lines<R: BufRead> {
-    /// A terminal: rustyline, with the history file.
-    Terminal(Box<Editor<(), FileHistory>>, PathBuf),
+    /// A terminal: rustyline, with the history file, and the flag that makes Esc cancel
+    /// (set while [`Lines::ask`] reads).
+    Terminal(Box<Editor<(), FileHistory>>, PathBuf, Arc<AtomicBool>),
     /// Anything else, read plainly (no prompt is printed), with the history file.
     Piped(R, PathBuf),
 }
 
+/// Esc cancels a question ([`Lines::ask`], the `/profile load` picker, SPEC §8.1) as Ctrl-C
+/// would; at the session's prompt it keeps rustyline's own meaning.
+struct EscCancels(Arc<AtomicBool>);
+
+impl ConditionalEventHandler for EscCancels {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        self.0.load(Ordering::Relaxed).then_some(Cmd::Interrupt)
+    }
+}
+
 impl<R: BufRead> Lines<R> {
+    /// The lines of a terminal, read by `editor`, kept in the history file `history`.
+    pub fn terminal(mut editor: Editor<(), FileHistory>, history: PathBuf) -> Self {
+        let asking = Arc::new(AtomicBool::new(false));
+        editor.bind_sequence(
+            KeyEvent(KeyCode::Esc, Modifiers::NONE),
+            EventHandler::Conditional(Box::new(EscCancels(asking.clone()))),
+        );
+        Lines::Terminal(Box::new(editor), history, asking)
+    }
+
+    /// An answer to a question (the picker's): as [`Lines::read`], but Esc on a terminal
+    /// cancels it ([`Read::Interrupted`]), and from a pipe a line that is only Esc does.
+    pub fn ask(&mut self, prompt: &str) -> io::Result<Read> {
+        let read = match self {
+            Lines::Terminal(_, _, asking) => {
+                let asking = asking.clone();
+                asking.store(true, Ordering::Relaxed);
+                let read = self.read(prompt);
+                asking.store(false, Ordering::Relaxed);
+                read
+            }
+            Lines::Piped(..) => self.read(prompt),
+        }?;
+        Ok(match read {
+            Read::Line(l) if l.trim() == "\u{1b}" => Read::Interrupted,
+            other => other,
+        })
+    }
+
     /// The next line; `prompt` is shown on a terminal. Errors: the input cannot be read.
     pub fn read(&mut self, prompt: &str) -> io::Result<Read> {
         match self {
-            Lines::Terminal(editor, _) => match editor.readline(prompt) {
+            Lines::Terminal(editor, ..) => match editor.readline(prompt) {
                 Ok(line) => Ok(Read::Line(line)),
                 Err(ReadlineError::Interrupted) => Ok(Read::Interrupted),
                 Err(ReadlineError::Eof) => Ok(Read::End),
@@ -58,7 +104,7 @@ impl<R: BufRead> Lines<R> {
     /// no reason to stop the session.
     pub fn remember(&mut self, line: &str) {
         match self {
-            Lines::Terminal(editor, path) => {
+            Lines::Terminal(editor, path, _) => {
                 if editor.add_history_entry(line).unwrap_or(false) {
                     let _ = history::append(path, line);
                 }

@@ -84,6 +84,9 @@ pub fn apply_args(session: &mut session::Session, args: &ChatArgs) -> Result<(),
         params.insert(k, v);
     }
     session.set_params(params);
+    if args.quiet {
+        session.set_quiet(true);
+    }
     session.recorder = args.record.as_deref().map(crate::record::Recorder::new);
     Ok(())
 }

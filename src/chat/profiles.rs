@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::session::Session;
+use super::session::{Part, Session};
 use crate::profile::diagnostic::Severity;
 use crate::profile::model::{Auth, Profile};
 use crate::profile::names::same_profile_name;
@@ -61,8 +61,9 @@ fn save(store: &Store, name: &str, profile: &Profile, what: &str) -> Result<Stri
     })
 }
 
-/// `/profile save model NAME [BUCKET…]`.
-pub fn save_model(s: &Session, name: &str, buckets: &[String]) -> Result<Vec<String>, String> {
+/// `/profile save model NAME [BUCKET…]`; the saved profile becomes the loaded one (SPEC
+/// §8.1), so the next message already uses its buckets and key.
+pub fn save_model(s: &mut Session, name: &str, buckets: &[String]) -> Result<Vec<String>, String> {
     if let Some(l) = s.loaded().filter(|_| s.lb_loaded()) {
         return Err(format!(
             "/profile save model is refused while load balancer \"{}\" is loaded (its backends are saved profiles already); /profile save loadbalancer saves one",
@@ -114,13 +115,20 @@ pub fn save_model(s: &Session, name: &str, buckets: &[String]) -> Result<Vec<Str
         ));
     }
     lines.push(save(s.store(), name, &checked, "model profile")?);
+    match s.load(name) {
+        Ok(l) => lines.push(format!(
+            "loaded profile \"{}\": the next message uses it",
+            l.name
+        )),
+        Err(e) => lines.push(format!("warning: it could not be loaded: {}", e.message)),
+    }
     Ok(lines)
 }
 
 /// `/profile save loadbalancer NAME POLICY P1 P2 …`: the session's §3.2 settings (the loaded
 /// profile's own under `/set`'s).
 pub fn save_lb(
-    s: &Session,
+    s: &mut Session,
     name: &str,
     policy: Policy,
     backends: &[String],
@@ -143,10 +151,34 @@ pub fn save_lb(
     }
     let (checked, mut lines) = check(s.store(), name, &doc)?;
     lines.push(save(s.store(), name, &checked, "load balancer")?);
+    // SPEC §8.1: the §3.2 overrides went into the load balancer; they no longer belong to
+    // the session.
+    let cleared = s.clear_overrides(Part::Failover);
+    if !cleared.is_empty() {
+        lines.push(format!(
+            "session settings cleared (saved in \"{name}\"): {}",
+            cleared.join(", ")
+        ));
+    }
     Ok(lines)
 }
 
-/// `/profile load NAME`: the lines to show (what was loaded; its warnings as one line).
+/// `/profile load NAME` typed in the session: the load, then the session overrides cleared
+/// (SPEC §8.1: it starts from the loaded profile's own settings), said by name. On a failed
+/// load the session keeps everything it had.
+pub fn load_fresh(s: &mut Session, name: &str) -> Result<Vec<String>, crate::face::CmdError> {
+    let mut lines = load(s, name)?;
+    let cleared = s.clear_overrides(Part::All);
+    if !cleared.is_empty() {
+        lines.push(format!(
+            "session settings cleared (the profile's own apply): {}",
+            cleared.join(", ")
+        ));
+    }
+    Ok(lines)
+}
+
+/// Loads a profile: the lines to show (what was loaded; its warnings as one line).
 pub fn load(s: &mut Session, name: &str) -> Result<Vec<String>, crate::face::CmdError> {
     let l = s.load(name)?;
     let mut lines = vec![format!(

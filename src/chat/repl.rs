@@ -75,7 +75,7 @@ fn open(session: &mut Session, args: &ChatArgs, io: &mut Streams<'_>) -> std::io
                 handlers::cmd_error(io, &e)?;
                 writeln!(
                     io.err,
-                    "the session opens with nothing loaded: fix or re-save the profile, /profile load another, or llxprt profile set-default none"
+                    "the session opens with nothing loaded: fix or re-save the profile, /profile load another, or /profile set-default none"
                 )
             }
         },
@@ -90,7 +90,8 @@ fn send(session: &mut Session, prompt: String, io: &mut Streams<'_>) -> std::io:
     let spinner = std::io::stderr().is_terminal();
     let mut sink = Sink::new(&mut *io.out, &mut *io.err, false)
         .with_spinner(spinner)
-        .with_color(io.color && spinner);
+        .with_color(super::sink::stderr_color())
+        .with_notes(!session.quiet());
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     let open = !sink.closed();
@@ -141,7 +142,7 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
     } else {
         MidStream::Buffer
     };
-    let mut session = Session::new(store.clone(), mode);
+    let mut session = Session::new(store.clone(), mode).interactive();
     apply_args(&mut session, args)?;
     open(&mut session, args, io)?;
     apply_identity_args(&mut session, args)?;
@@ -155,11 +156,14 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
             .auto_add_history(false)
             .max_history_size(history::MAX_ENTRIES)
             .map_err(|e| CmdError::new(exit::FAILED, e.to_string()))?
+            // A lone Esc is a key after 100 ms, not the start of a sequence waited on forever:
+            // it cancels the `/profile load` picker (SPEC §8.1).
+            .keyseq_timeout(Some(100))
             .build();
         let mut editor: Editor<(), FileHistory> = Editor::with_config(config)
             .map_err(|e| CmdError::new(exit::FAILED, format!("cannot open the terminal: {e}")))?;
         let history = open_history(&mut editor, store);
-        Lines::Terminal(Box::new(editor), history)
+        Lines::terminal(editor, history)
     } else {
         let path = history_path(store);
         let _ = history::prepare_dir(&path);
@@ -204,7 +208,7 @@ pub fn run(args: &ChatArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, C
             Input::Empty => continue,
             Input::Message(m) => m,
             Input::Command(cmd) => {
-                let mut ask = |prompt: &str| match lines.read(prompt) {
+                let mut ask = |prompt: &str| match lines.ask(prompt) {
                     Ok(Read::Line(l)) => Some(l),
                     _ => None,
                 };

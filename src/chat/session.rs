@@ -9,7 +9,9 @@
 //!
 //! Decisions where SPEC is silent (also in the README):
 //! - `/profile load` starts a fresh model setup (the `/provider`…`/keyfile` changes belonged to
-//!   the previous profile) but keeps the session settings, model parameters and conversation.
+//!   the previous profile); the handler then clears the session overrides (SPEC §8.1), but the
+//!   first load, of the command line's profile, keeps `--set`/`--param`/`--system`, which were
+//!   given for it. The conversation stays.
 //! - `/provider` while a load balancer is loaded leaves it (nothing is loaded afterwards) and
 //!   starts a model setup from scratch: no settings, parameters or buckets of the old profile.
 //! - A model setup that differs from the loaded profile's provider, model or base URL runs
@@ -37,6 +39,8 @@ use crate::shell::protocol::{Role, Turn};
 
 mod oauth;
 mod overrides;
+
+pub use overrides::Part;
 
 /// A profile loaded into the session.
 #[derive(Debug, Clone)]
@@ -83,6 +87,11 @@ pub struct Session {
     mid_stream_default: MidStream,
     /// `--record TRACE` (SPEC §9.2).
     pub recorder: Option<crate::record::Recorder>,
+    /// `/set quiet true`, `--quiet`: hide the live notes. A session-only switch, never saved
+    /// nor cleared (SPEC §8.1).
+    quiet: bool,
+    /// The interactive session (not the one-shot): hints name slash commands (SPEC §8.1).
+    interactive: bool,
 }
 
 impl Session {
@@ -99,7 +108,16 @@ impl Session {
             retry: None,
             mid_stream_default,
             recorder: None,
+            quiet: false,
+            interactive: false,
         }
+    }
+
+    /// Marks the session interactive: its hints name the session's own commands.
+    #[must_use]
+    pub fn interactive(mut self) -> Self {
+        self.interactive = true;
+        self
     }
 
     /// The store.
@@ -142,6 +160,10 @@ impl Session {
                 .help(match suggestion {
                     // SPEC §8.1: a missing profile name gets a did-you-mean.
                     Some(s) => format!("did you mean \"{s}\"?"),
+                    // SPEC §8.1: hints in the session use the session's own commands.
+                    None if self.interactive => format!(
+                        "/profile list shows the profiles; /profile save model {name} saves the current model setup as {name}"
+                    ),
                     None => format!(
                         "re-save it (llxprt profile save model|loadbalancer {name} …), or pick one from llxprt profile list"
                     ),

@@ -21,13 +21,16 @@
 //! terminal, and uses no escape sequences (it rubs itself out with spaces), so `NO_COLOR` and
 //! dumb terminals see nothing odd.
 
-use std::io::Write;
-use std::sync::Arc;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::shell::http::AnswerSink;
+
+/// What the spinner says it waits for (SPEC §8.1: it names the backend), shared with its thread.
+type Label = Arc<Mutex<String>>;
 
 /// A spinner on stderr while waiting for the first token.
 pub struct Spinner {
@@ -36,27 +39,35 @@ pub struct Spinner {
 }
 
 impl Spinner {
-    /// Starts drawing after a short delay (a fast answer shows no flicker).
-    pub fn start() -> Spinner {
+    /// Starts drawing after a short delay (a fast answer shows no flicker); `label` says what
+    /// it waits for and may change while it spins.
+    fn start(label: Label) -> Spinner {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
-            const LABEL: &str = " waiting for the answer (Ctrl-C cancels)";
             const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
-            let mut drawn = false;
+            // The width of the widest frame drawn, to rub it all out.
+            let mut drawn = 0usize;
             for tick in 1usize.. {
                 std::thread::sleep(Duration::from_millis(50));
                 if flag.load(Ordering::Relaxed) {
-                    if drawn {
-                        let blank = " ".repeat(LABEL.len() + 1);
+                    if drawn > 0 {
+                        let blank = " ".repeat(drawn);
                         let _ = write!(std::io::stderr(), "\r{blank}\r");
                     }
                     return;
                 }
                 // First drawn after 200 ms, then a new frame every 100 ms.
                 if tick >= 4 && tick % 2 == 0 {
-                    let _ = write!(std::io::stderr(), "\r{}{LABEL}", FRAMES[(tick / 2) % 4]);
-                    drawn = true;
+                    let text = format!(
+                        "{} {} (Ctrl-C cancels)",
+                        FRAMES[(tick / 2) % 4],
+                        label.lock().map(|l| l.clone()).unwrap_or_default()
+                    );
+                    let width = text.chars().count();
+                    let pad = " ".repeat(drawn.saturating_sub(width));
+                    let _ = write!(std::io::stderr(), "\r{text}{pad}");
+                    drawn = drawn.max(width);
                 }
             }
         });
@@ -81,6 +92,12 @@ impl Drop for Spinner {
     }
 }
 
+/// Whether what goes to standard error may be dimmed: it is a terminal and `NO_COLOR` is not
+/// set (SPEC §8.1).
+pub fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// The answer sink of the one-shot and the session.
 #[expect(
     clippy::struct_excessive_bools,
@@ -100,6 +117,14 @@ pub struct Sink<'a> {
     /// The last reasoning written left its stderr line open.
     reasoning_line_open: bool,
     spinner: Option<Spinner>,
+    /// The spinner was asked for and no answer text has come yet: it comes back after a
+    /// live note.
+    spin: bool,
+    /// What the spinner names.
+    label: Label,
+    /// Show the engine's live notes (SPEC §8.1: not with `--quiet`, `/set quiet true` or
+    /// `--json`).
+    notes: bool,
 }
 
 /// ANSI dim on, and reset.
@@ -120,7 +145,18 @@ impl<'a> Sink<'a> {
             reasoning_shown: false,
             reasoning_line_open: false,
             spinner: None,
+            spin: false,
+            label: Arc::new(Mutex::new("waiting for the answer".into())),
+            notes: false,
         }
+    }
+
+    /// Shows the engine's live notes on stderr when `on` (dimmed with colour); off by
+    /// default.
+    #[must_use]
+    pub fn with_notes(mut self, on: bool) -> Self {
+        self.notes = on;
+        self
     }
 
     /// Dims the reasoning text on stderr when `on` (the caller decides: colour on and stderr a
@@ -136,12 +172,20 @@ impl<'a> Sink<'a> {
     #[must_use]
     pub fn with_spinner(mut self, on: bool) -> Self {
         if on {
-            self.spinner = Some(Spinner::start());
+            self.spinner = Some(Spinner::start(self.label.clone()));
         }
+        self.spin = on;
         self
     }
 
+    /// Stops the spinner for good (the answer, reasoning or the end came).
     fn stop_spinner(&mut self) {
+        self.spin = false;
+        self.pause_spinner();
+    }
+
+    /// Stops the spinner for a line written while still waiting.
+    fn pause_spinner(&mut self) {
         if let Some(mut s) = self.spinner.take() {
             s.stop();
         }
@@ -238,6 +282,36 @@ impl AnswerSink for Sink<'_> {
         self.reasoning_shown = true;
         self.reasoning_line_open = !text.ends_with('\n');
     }
+
+    fn engine_note(&mut self, line: &str) {
+        if !self.notes {
+            return;
+        }
+        self.pause_spinner();
+        self.end_reasoning_line();
+        // After a cut answer the note goes below the open answer line; the line end goes to
+        // stderr, so stdout stays exactly the answer (`continue` goes on on the same line).
+        let open = if self.wrote && !self.ends_with_newline && !self.closed {
+            "\n"
+        } else {
+            ""
+        };
+        let _ = if self.color {
+            writeln!(self.err, "{open}{DIM}{line}{RESET}")
+        } else {
+            writeln!(self.err, "{open}{line}")
+        };
+        let _ = self.err.flush();
+        if self.spin {
+            self.spinner = Some(Spinner::start(self.label.clone()));
+        }
+    }
+
+    fn waiting_for(&mut self, backend: &str) {
+        if let Ok(mut l) = self.label.lock() {
+            *l = format!("waiting for {backend}…");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +350,35 @@ mod tests {
         // Reasoning that ended its own line gets no second line end.
         let (out, err) = run(false, false, &[('r', "think.\n"), ('t', "42\n")]);
         assert_eq!((out.as_str(), err.as_str()), ("42\n", "think.\n"));
+    }
+
+    #[test]
+    fn live_notes_are_dimmed_with_colour_never_touch_stdout_and_are_off_unless_asked() {
+        let note = |notes: bool, color: bool, text: &str| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let mut sink = Sink::new(&mut out, &mut err, false)
+                .with_color(color)
+                .with_notes(notes);
+            sink.text(text);
+            sink.engine_note("→ failover to b");
+            sink.text("more");
+            sink.finish();
+            drop(sink);
+            (
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap(),
+            )
+        };
+        assert_eq!(
+            note(true, true, ""),
+            ("more\n".into(), "\x1b[2m→ failover to b\x1b[0m\n".into())
+        );
+        // An open answer line: the note starts below it, the line end on stderr only.
+        assert_eq!(
+            note(true, false, "The answer "),
+            ("The answer more\n".into(), "\n→ failover to b\n".into())
+        );
+        assert_eq!(note(false, true, ""), ("more\n".into(), String::new()));
     }
 
     #[test]

@@ -92,9 +92,12 @@ fn once(
     let cancel = cancel_flag();
     cancel.store(false, std::sync::atomic::Ordering::SeqCst);
     let spinner = !args.json && std::io::stderr().is_terminal();
+    // SPEC §8.1: the engine's notes as they happen, unless `--quiet`; never with `--json`
+    // (its `attempts` hold them).
     let mut sink = Sink::new(&mut *io.out, &mut *io.err, args.json)
         .with_spinner(spinner)
-        .with_color(io.color && spinner);
+        .with_color(crate::chat::sink::stderr_color())
+        .with_notes(!args.json && !args.quiet);
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     drop(sink);

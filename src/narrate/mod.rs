@@ -9,8 +9,10 @@
 use std::fmt::Write as _;
 
 mod json;
+mod live;
 
 pub use json::{note_json, order_json};
+pub use live::{live_line, live_lines};
 
 use crate::engine::{Failure, Headline, Note, Order, Plan, SkipReason, Step, Then};
 
@@ -53,7 +55,15 @@ pub fn failure(plan: &Plan, f: &Failure, now: u64) -> String {
             if f.attempts.len() == 1 { "" } else { "s" }
         ),
         Headline::MaxAttempts(n) => format!("max_attempts ({n}) reached"),
+        // Nothing answered a network error, a timeout or a cut stream: it is not said to
+        // have "answered" (SPEC §8.1).
         Headline::Refused => match last {
+            Some(a) if a.status.is_none() => format!(
+                "{}/{} failed with {} (nothing answered), which does not trigger failover",
+                plan.backend_name(a.backend),
+                plan.bucket_name(a.backend, a.bucket),
+                a.class.as_str()
+            ),
             Some(a) => format!(
                 "{}/{} answered {}{}, which does not trigger failover",
                 plan.backend_name(a.backend),

@@ -41,6 +41,13 @@ pub trait AnswerSink {
     /// now. Not called once the stream's finish signal arrived: what is left leaves with the
     /// end of the answer. `serve` writes each batch in one write; other sinks ignore it.
     fn events_done(&mut self) {}
+    /// One live note of what the engine just did (SPEC §8.1: a retry, a bucket advance, a
+    /// failover, a skip…), worded by [`crate::narrate::live_line`], at the moment it happens.
+    /// Sinks that show no live notes (`serve`'s) ignore it.
+    fn engine_note(&mut self, _line: &str) {}
+    /// The engine ordered an attempt on this backend: what the waiting is for now (the
+    /// spinner names it, SPEC §8.1). Sinks without a spinner ignore it.
+    fn waiting_for(&mut self, _backend: &str) {}
 }
 
 /// Whether the backend's reasoning text is shown to the user: `reasoning.includeInResponse`,
@@ -863,7 +870,15 @@ impl Executor for HttpExec<'_> {
         self.cancel.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn observe(&mut self, _now: u64, _request: RequestId, plan: &Plan, step: &Step) {
+    fn observe(&mut self, now: u64, _request: RequestId, plan: &Plan, step: &Step) {
+        // SPEC §8.1: every note is shown as it happens, in narrate's words; the shell only
+        // passes them on.
+        for line in crate::narrate::live_lines(plan, step, now) {
+            self.sink.engine_note(&line);
+        }
+        if let Some(crate::engine::Order::Send { backend, .. }) = &step.next {
+            self.sink.waiting_for(plan.backend_name(*backend));
+        }
         for n in &step.notes {
             if let Note::AttemptEnded {
                 backend,

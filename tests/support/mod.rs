@@ -8,6 +8,7 @@
 )]
 
 pub mod oauth;
+pub mod pty;
 pub mod redis_server;
 pub mod serve;
 pub mod server;

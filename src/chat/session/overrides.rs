@@ -13,6 +13,21 @@ use crate::profile::validate::check_settings_value;
 use crate::profile::validate::expand_tilde;
 use crate::redact::{redact, redact_json};
 
+/// The session-only switch that hides the live notes (SPEC §8.1): not a profile setting, so
+/// never saved, and no change of setup clears it.
+const QUIET: &str = "quiet";
+
+/// Which session overrides to clear (SPEC §8.1 "What `/set` lasts for").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// §3.1 settings and model parameters: they belong to the model setup (`/provider`).
+    Model,
+    /// §3.2 settings: written by `/profile save loadbalancer`.
+    Failover,
+    /// Everything (`/profile load`).
+    All,
+}
+
 /// A typed value: JSON when it parses, else the text itself (SPEC §8.1).
 fn read_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
@@ -90,8 +105,15 @@ impl Session {
             fresh: true,
             ..Identity::default()
         };
+        // SPEC §8.1: the §3.1 overrides belonged to the setup left behind.
+        let cleared = self.clear_overrides(Part::Model);
+        let also = if cleared.is_empty() {
+            String::new()
+        } else {
+            format!("; session settings cleared: {}", cleared.join(", "))
+        };
         Ok(format!(
-            "{left}provider: {} (model, base URL, key and buckets cleared; choose a model with /model NAME)",
+            "{left}provider: {} (model, base URL, key and buckets cleared{also}; choose a model with /model NAME)",
             info.name
         ))
     }
@@ -251,9 +273,67 @@ impl Session {
         self.apply(next)
     }
 
+    /// Whether the live notes are hidden (`/set quiet true`, `--quiet`).
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// `--quiet`, `/set quiet true|false`.
+    pub fn set_quiet(&mut self, on: bool) {
+        self.quiet = on;
+    }
+
+    fn quiet_line(&self) -> String {
+        format!(
+            "quiet = {} (this session only: live notes {})",
+            self.quiet,
+            if self.quiet { "hidden" } else { "shown" }
+        )
+    }
+
+    /// Clears the session overrides of `part` (SPEC §8.1) and returns their names, in the
+    /// order they are shown (`/set` keys, then `modelParams.K`). `quiet` is never cleared.
+    pub fn clear_overrides(&mut self, part: Part) -> Vec<String> {
+        let goes = |k: &str| {
+            let failover =
+                settings::lookup(k).is_some_and(|r| r.scope == settings::Scope::Failover);
+            match part {
+                Part::All => true,
+                Part::Model => !failover,
+                Part::Failover => failover,
+            }
+        };
+        let (gone, kept): (Map<String, Value>, Map<String, Value>) =
+            std::mem::take(&mut self.overrides)
+                .into_iter()
+                .partition(|(k, _)| goes(k));
+        let mut names: Vec<String> = gone.keys().cloned().collect();
+        // Each kept value was checked with the others; alone it still is.
+        if self.apply(kept).is_err() {
+            self.settings = Settings::default();
+        }
+        if part != Part::Failover {
+            names.extend(
+                std::mem::take(&mut self.params)
+                    .keys()
+                    .map(|k| format!("modelParams.{k}")),
+            );
+        }
+        names
+    }
+
     /// `/set KEY VALUE`: VALUE read as JSON, else as a string, checked against the key's
     /// schema at once (SPEC §8.1).
     pub fn set(&mut self, key: &str, text: &str) -> Result<String, String> {
+        if key == QUIET {
+            return match read_value(text) {
+                Value::Bool(on) => {
+                    self.quiet = on;
+                    Ok(self.quiet_line())
+                }
+                _ => Err(format!("quiet takes true or false, not {text}")),
+            };
+        }
         let key = Self::canonical(key)?;
         let value = read_value(text);
         self.set_checked(key, value.clone())?;
@@ -262,6 +342,10 @@ impl Session {
 
     /// `/set --unset KEY`.
     pub fn unset(&mut self, key: &str) -> Result<String, String> {
+        if key == QUIET {
+            self.quiet = false;
+            return Ok(self.quiet_line());
+        }
         let key = Self::canonical(key)?;
         let mut next = self.overrides.clone();
         if next.remove(key).is_none() {
@@ -273,6 +357,9 @@ impl Session {
 
     /// `/set KEY`: the value in effect and where it comes from.
     pub fn show(&self, key: &str) -> Result<String, String> {
+        if key == QUIET {
+            return Ok(self.quiet_line());
+        }
         let key = settings::lookup(key)
             .map(|r| r.key)
             .ok_or_else(|| format!("unknown setting \"{key}\""))?;
