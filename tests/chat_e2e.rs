@@ -801,7 +801,7 @@ fn mid_stream_restart_shows_a_one_line_notice_and_the_whole_new_answer() {
         .collect();
     assert_eq!(
         notices,
-        ["[interrupted after 4 tokens on a; restarting on b]"],
+        ["[interrupted after 2 chunks of text (about 4 tokens) on a; restarting on b]"],
         "{}",
         out.stderr
     );

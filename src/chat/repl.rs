@@ -90,7 +90,8 @@ fn send(session: &mut Session, prompt: String, io: &mut Streams<'_>) -> std::io:
     let spinner = std::io::stderr().is_terminal();
     let mut sink = Sink::new(&mut *io.out, &mut *io.err, false)
         .with_spinner(spinner)
-        .with_color(io.color && spinner);
+        .with_color(io.color && spinner)
+        .with_terminal(crate::terminal::stdout_width());
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     let open = !sink.closed();

@@ -94,7 +94,12 @@ fn once(
     let spinner = !args.json && std::io::stderr().is_terminal();
     let mut sink = Sink::new(&mut *io.out, &mut *io.err, args.json)
         .with_spinner(spinner)
-        .with_color(io.color && spinner);
+        .with_color(io.color && spinner)
+        .with_terminal(if args.json {
+            None
+        } else {
+            crate::terminal::stdout_width()
+        });
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     drop(sink);
