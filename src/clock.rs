@@ -13,3 +13,19 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// The "now" that reports measure times against (`stats`, `auth status`, `/stats`, `/auth`:
+/// cooldowns still running, relative times such as `in 42 s`).
+///
+/// Test hook, debug builds only (docs/decisions.md): `LLXPRT_TEST_NOW_MS=N` fixes it, so a
+/// snapshot of a table with relative times is stable.
+pub fn report_now_ms() -> u64 {
+    if cfg!(debug_assertions)
+        && let Some(n) = std::env::var("LLXPRT_TEST_NOW_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        return n;
+    }
+    now_ms()
+}

@@ -26,4 +26,5 @@ pub mod serve;
 pub mod shell;
 pub mod simulate;
 pub mod state_file;
+pub mod terminal;
 pub mod timefmt;

@@ -663,16 +663,23 @@ fn status_shows_kind_expiry_refresh_cooldown_and_last_use_and_logout_deletes() {
     assert_eq!(row("tok")["refresh_token"], true);
     assert_eq!(row("tok")["expires_at"], "1970-01-01T00:00:01.000Z");
     let text = cli.run(&["auth", "status", "codex"]);
+    // SPEC §8.1: an aligned table, times in local time relative to now, no nulls.
+    let k1 = table_row(&text.stdout, "openai/k1");
+    assert_eq!(k1[1..4], ["apikey", "—", "—"], "{}", text.stdout);
     assert!(
-        text.stdout.contains("openai/k1  apikey  cooldown: until "),
+        k1[4].ends_with(" s)") && k1[4].contains("(in "),
         "{}",
         text.stdout
     );
+    let tok = table_row(&text.stdout, "openai/tok");
+    assert_eq!(tok[1], "oauth", "{}", text.stdout);
     assert!(
-        text.stdout.contains("openai/tok  oauth  expired 1970-01-01T00:00:01.000Z  refresh token: yes  cooldown: none  last used: never"),
+        tok[2].starts_with("expired 1970-01-0") && tok[2].ends_with(" d ago)"),
         "{}",
         text.stdout
     );
+    assert_eq!(tok[3..], ["yes", "—", "never"], "{}", text.stdout);
+    assert!(!text.stdout.contains("null"), "{}", text.stdout);
     assert!(
         cli.run(&["auth", "status", "anthropic"])
             .stdout
@@ -918,12 +925,12 @@ fn planted_secrets_never_appear_in_any_output_or_file() {
         }
     }
     assert!(
-        said("auth status").contains("openai/tok  oauth"),
+        table_row(&said("auth status"), "openai/tok")[1] == "oauth",
         "{}",
         said("auth status")
     );
     assert!(
-        said("session").contains("openai/tok  oauth"),
+        table_row(&said("session"), "openai/tok")[1] == "oauth",
         "{}",
         said("session")
     );
@@ -1002,7 +1009,9 @@ fn the_session_logs_in_enables_oauth_and_warns_about_missing_buckets() {
         all.contains("the session uses the OAuth login of bucket \"default\""),
         "{all}"
     );
-    assert!(all.contains("openai/default  oauth  expires "), "{all}");
+    let row = table_row(&out.stdout, "openai/default");
+    assert_eq!(row[1], "oauth", "{all}");
+    assert!(row[2].contains("(in "), "{all}");
     // The message went out with the OAuth login's token.
     assert!(out.stdout.contains("ok"), "{all}");
     assert_eq!(srv.provider_bearers(), [srv.issued()[0].clone()]);
@@ -1172,4 +1181,45 @@ fn an_oauth_profile_without_a_login_never_sends_the_environment_key() {
     let d: Value = serde_json::from_str(diag.stdout.trim()).unwrap();
     assert_eq!(d["backends"][0]["credentials"][0]["source"], "missing");
     assert!(!out.all().contains(PLANTED_KEY) && !diag.all().contains(PLANTED_KEY));
+}
+
+/// The cells of the table row of `text` that starts with `start` (columns are two or more
+/// spaces apart); a cell wrapped onto the lines below (a table fitted to 80 columns) is joined
+/// back with spaces.
+fn table_row(text: &str, start: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no row {start}:\n{text}"));
+    // (column where a cell starts, its text) of one line.
+    let segments = |l: &str| -> Vec<(usize, String)> {
+        let chars: Vec<char> = l.chars().collect();
+        let mut out: Vec<(usize, String)> = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] == ' ' {
+                i += 1;
+                continue;
+            }
+            let begin = i;
+            while i < chars.len()
+                && !(chars[i] == ' ' && chars.get(i + 1).is_none_or(|c| *c == ' '))
+            {
+                i += 1;
+            }
+            out.push((begin, chars[begin..i].iter().collect()));
+        }
+        out
+    };
+    let mut cells = segments(lines[at]);
+    for l in lines[at + 1..].iter().take_while(|l| l.starts_with(' ')) {
+        for (col, piece) in segments(l) {
+            if let Some(cell) = cells.iter_mut().rev().find(|(c, _)| *c <= col) {
+                cell.1.push(' ');
+                cell.1.push_str(&piece);
+            }
+        }
+    }
+    cells.into_iter().map(|(_, c)| c).collect()
 }

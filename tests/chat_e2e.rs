@@ -801,7 +801,7 @@ fn mid_stream_restart_shows_a_one_line_notice_and_the_whole_new_answer() {
         .collect();
     assert_eq!(
         notices,
-        ["[interrupted after 4 tokens on a; restarting on b]"],
+        ["[interrupted after 2 chunks of text (about 4 tokens) on a; restarting on b]"],
         "{}",
         out.stderr
     );
@@ -937,4 +937,113 @@ fn spec_5_3_a_missing_key_file_is_passed_over_to_the_next_backend() {
         !error.contains("401") && !error.contains("answered"),
         "{error}"
     );
+}
+
+/// SPEC §8.1: `stats` prints aligned tables fitted to the width, times in local time relative
+/// to now, no nulls, and per backend why the last request went where it went; `--json` keeps
+/// its shape. The state is written typed; the clock (`LLXPRT_TEST_NOW_MS`), the width
+/// (`LLXPRT_TEST_COLUMNS`) and the time zone (`TZ`, two hours east of UTC) are fixed.
+#[test]
+fn stats_tables_fit_the_width_with_local_relative_times_and_the_last_routes() {
+    use llxprt::engine::stats::Route;
+    use llxprt::state_file::StateFile;
+    const NOW: u64 = 1_780_000_000_000; // 2026-05-28T20:26:40Z
+    let cli = Cli::new();
+    cli.write_profile_json(
+        "a",
+        &json!({"version": 1, "provider": "openai", "model": "gpt-4o",
+                "auth": {"type": "apikey", "buckets": ["team1", "team2"]}}),
+    );
+    cli.write_profile_json(
+        "b",
+        &json!({"version": 1, "provider": "anthropic", "model": "claude-sonnet-4-5",
+                "auth": {"type": "apikey", "buckets": ["solo"]}}),
+    );
+    cli.write_profile_json(
+        "ha",
+        &json!({"version": 1, "type": "loadbalancer", "policy": "failover", "backends": ["a", "b"],
+                "ephemeralSettings": {"lb_circuit_breaker_threshold": 1}}),
+    );
+    StateFile::new(cli.home())
+        .update(|s| {
+            let lb = s.lbs.entry("ha".into()).or_default();
+            lb.stats.requests = 7;
+            lb.stats.successes = 6;
+            lb.stats.failures.insert("server".into(), 1);
+            lb.stats.last_selected = Some("b".into());
+            lb.stats.last_routes.insert("a".into(), Route::Cooling);
+            lb.stats.last_routes.insert("b".into(), Route::NextEligible);
+            let a = s.backends.entry("a".into()).or_default();
+            a.stats.requests = 5;
+            a.stats.successes = 4;
+            a.stats.failures.insert("rate_limit".into(), 1);
+            a.stats.retries = 1;
+            a.stats.failovers = 1;
+            a.stats.tokens = 1234;
+            for ms in [120, 180, 900] {
+                a.stats.latency.record(ms);
+            }
+            let b = s.backends.entry("b".into()).or_default();
+            b.stats.requests = 3;
+            b.stats.successes = 2;
+            b.stats.tokens = 800;
+            let t1 = s.buckets.entry("openai/team1".into()).or_default();
+            t1.cooldown_until = Some(NOW + 42_000);
+            t1.stats.requests = 3;
+            t1.stats.rate_limited = 1;
+            t1.stats.last_used = Some(NOW - 180_000);
+            let t2 = s.buckets.entry("openai/team2".into()).or_default();
+            t2.cooldown_until = Some(NOW + 2 * 3_600_000);
+            t2.stats.requests = 2;
+            t2.stats.last_used = Some(NOW - 2 * 86_400_000);
+            let solo = s.buckets.entry("anthropic/solo".into()).or_default();
+            solo.stats.last_used = Some(NOW - 5_000);
+        })
+        .unwrap();
+    let run = |cols: &str, args: &[&str]| {
+        cli.cmd(args)
+            .env("LLXPRT_TEST_NOW_MS", NOW.to_string())
+            .env("LLXPRT_TEST_COLUMNS", cols)
+            .env("TZ", "XYZ-2")
+            .run()
+    };
+    let wide = run("120", &["stats", "--profile", "ha"]);
+    let narrow = run("80", &["stats", "--profile", "ha"]);
+    let lb = run("64", &["stats", "lb", "--profile", "ha"]);
+    for out in [&wide, &narrow, &lb] {
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert!(!out.stdout.contains("null"), "{}", out.stdout);
+    }
+    assert!(narrow.stdout.lines().all(|l| l.chars().count() <= 80));
+    assert!(
+        lb.stdout.lines().all(|l| l.chars().count() <= 64),
+        "{}",
+        lb.stdout
+    );
+    insta::assert_snapshot!(format!(
+        "{}\n{}\n{}",
+        wide.render(),
+        narrow.render(),
+        lb.render()
+    ));
+    // --json keeps its keys: the routes are for the text only.
+    let json = run("80", &["stats", "--profile", "ha", "--json"]);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let keys: Vec<&String> = v["lb"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "policy",
+            "requests",
+            "successes",
+            "failures",
+            "last_selected",
+            "cursor"
+        ]
+    );
+    assert_eq!(
+        v["buckets"]["a/team1"]["cooldown_until"],
+        "2026-05-28T20:27:22.000Z"
+    );
+    assert!(v["backends"]["b"]["latency_ms"]["p50"].is_null());
 }

@@ -754,3 +754,36 @@ fn set_default_name_or_none() {
         serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
     assert_eq!(settings, json!({"theme": "dark", "defaultProfile": "gpt"}));
 }
+
+/// SPEC §8.1: `profile list` is aligned and fitted to the terminal's width (here 56 columns
+/// through the debug build's `LLXPRT_TEST_COLUMNS`): a long backend list or reason wraps inside
+/// its column instead of running past the edge.
+#[test]
+fn list_fits_a_narrow_terminal() {
+    let cli = home_with_lb();
+    for (name, model) in [
+        ("gemini-flash", "gemini-2.5-flash"),
+        ("mistral", "mistral-large"),
+    ] {
+        cli.write_profile_json(
+            name,
+            &json!({"version": 1, "provider": "openai", "model": model}),
+        );
+    }
+    cli.write_profile_json(
+        "many",
+        &json!({"version": 1, "type": "loadbalancer", "policy": "roundrobin",
+                "backends": ["claude", "gpt", "gemini-flash", "mistral"]}),
+    );
+    cli.write_profile("broken", "{\"version\": 1, \"provider\": \"openai\",}\n");
+    let out = cli
+        .cmd(&["profile", "list"])
+        .env("LLXPRT_TEST_COLUMNS", "56")
+        .run();
+    assert!(
+        out.stdout.lines().all(|l| l.chars().count() <= 56),
+        "{}",
+        out.stdout
+    );
+    insta::assert_snapshot!(out.render());
+}

@@ -1271,3 +1271,53 @@ fn spec_5_3_once_every_bucket_lacks_a_credential_no_retry_waits_for_one() {
     };
     assert_eq!(f.headline, llxprt::engine::Headline::Exhausted);
 }
+
+#[test]
+fn spec_8_1_stats_lb_records_why_the_last_request_went_where_it_went() {
+    use llxprt::engine::stats::Route;
+    let plan = engine_plan(
+        &[("a", false), ("b", false), ("c", false)],
+        FailoverSettings {
+            breaker_threshold: Some(1),
+            breaker_timeout_ms: 1000,
+            retry_count: 0,
+            ..FailoverSettings::default()
+        },
+    );
+    let mut st = EngineState::default();
+    let arrive = |now, request| Event::RequestArrived {
+        now,
+        request,
+        plan: plan.clone(),
+    };
+    let done = |now, request, class| Event::AttemptFinished {
+        now,
+        request,
+        outcome: Outcome::of(class),
+    };
+    let routes = |st: &EngineState| {
+        st.shared.lbs["lb"]
+            .stats
+            .last_routes
+            .iter()
+            .map(|(b, r)| format!("{b}: {}", r.as_str()))
+            .collect::<Vec<_>>()
+    };
+    // Request 1: a (the primary) fails and opens its circuit; b takes it over.
+    st.step(&arrive(0, 1));
+    st.step(&done(10, 1, Class::Server));
+    st.step(&done(20, 1, Class::Success));
+    assert_eq!(routes(&st), ["a: primary", "b: previous failed"]);
+    // Request 2, while a's circuit is open: a is skipped, b is the first eligible.
+    st.step(&arrive(100, 2));
+    st.step(&done(110, 2, Class::Success));
+    assert_eq!(routes(&st), ["a: skipped: circuit", "b: next eligible"]);
+    // The record survives a round trip through the state file's serde, and an old file
+    // without it reads as empty.
+    let text = serde_json::to_string(&st.shared.lbs["lb"]).unwrap();
+    let back: llxprt::engine::state::LbState = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.stats.last_routes["a"], Route::SkippedCircuit);
+    let old: llxprt::engine::state::LbState =
+        serde_json::from_value(json!({"cursor": 0, "stats": {"requests": 2, "successes": 2, "failures": {}, "last_selected": "b"}})).unwrap();
+    assert!(old.stats.last_routes.is_empty());
+}

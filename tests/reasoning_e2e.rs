@@ -215,7 +215,7 @@ fn a_break_while_only_reasoning_was_shown_retries_afresh_with_a_notice_in_every_
         let lines: Vec<&str> = stderr.lines().take(3).collect();
         assert_eq!(lines[0], THOUGHT, "{mode}: {stderr}");
         assert_eq!(
-            lines[1], "[interrupted after 0 tokens on a; restarting on a]",
+            lines[1], "[interrupted before any answer text on a; restarting on a]",
             "{mode}: {stderr}"
         );
         assert_eq!(lines[2], THOUGHT, "{mode}: {stderr}");

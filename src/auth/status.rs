@@ -5,15 +5,14 @@
 //! Owns: the report's fields (JSON) and its text form. Must not: show a key or token (only
 //! their presence), or change the state.
 
-use std::fmt::Write as _;
-
 use serde_json::{Value, json};
 
 use super::store::{self, Listed};
 use crate::auth::credentials::StoredCredential;
 use crate::engine::state::SharedState;
 use crate::provider::Provider;
-use crate::timefmt::rfc3339;
+use crate::report::table::{Align, Table};
+use crate::timefmt::{local_relative, parse_rfc3339, rfc3339};
 
 /// One row per stored bucket, of `only` or of every provider.
 pub fn report(
@@ -67,49 +66,57 @@ fn row(l: &Listed, shared: &SharedState, now: u64) -> Value {
     o
 }
 
-/// The text form: one line per bucket.
-pub fn lines(rows: &[Value]) -> Vec<String> {
+/// The text form (SPEC §8.1): an aligned table fitted to `width`, one row per bucket, times
+/// in local time relative to `now`, `—` where a value does not apply (an API key's expiry).
+pub fn lines(rows: &[Value], now: u64, width: usize) -> Vec<String> {
     if rows.is_empty() {
         return vec![
             "no bucket logins stored; log in with llxprt auth login PROVIDER BUCKET".to_string(),
         ];
     }
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    rows.iter()
-        .map(|r| {
-            let mut line = format!(
-                "{}/{}  {}",
-                s(&r["provider"]),
-                s(&r["bucket"]),
-                s(&r["kind"])
-            );
-            match s(&r["kind"]).as_str() {
-                "oauth" => {
-                    let expires = match (&r["expires_at"], &r["expired"]) {
-                        (Value::String(t), Value::Bool(true)) => format!("expired {t}"),
-                        (Value::String(t), _) => format!("expires {t}"),
-                        _ => "expiry unknown".to_string(),
-                    };
-                    let refresh = if r["refresh_token"] == json!(true) {
-                        "yes"
-                    } else {
-                        "no"
-                    };
-                    let _ = write!(line, "  {expires}  refresh token: {refresh}");
-                }
-                "unreadable" => {
-                    let _ = write!(line, "  ({})", s(&r["problem"]));
-                }
-                _ => {}
+    let when = |v: &Value| v.as_str().and_then(parse_rfc3339);
+    let mut t = Table::new(&[Align::Left; 6]).header(&[
+        "bucket",
+        "kind",
+        "expires",
+        "refresh token",
+        "cooling until",
+        "last used",
+    ]);
+    for r in rows {
+        let bucket = format!("{}/{}", s(&r["provider"]), s(&r["bucket"]));
+        let kind = s(&r["kind"]);
+        let (expires, refresh) = match kind.as_str() {
+            "oauth" => {
+                let expires = match (when(&r["expires_at"]), &r["expired"]) {
+                    (Some(t), Value::Bool(true)) => format!("expired {}", local_relative(t, now)),
+                    (Some(t), _) => local_relative(t, now),
+                    (None, _) => "unknown".to_string(),
+                };
+                let refresh = if r["refresh_token"] == json!(true) {
+                    "yes"
+                } else {
+                    "no"
+                };
+                (expires, refresh.to_string())
             }
-            let cooldown = r["cooldown_until"]
-                .as_str()
-                .map_or_else(|| "none".to_string(), |u| format!("until {u}"));
-            let used = r["last_used"].as_str().unwrap_or("never");
-            let _ = write!(line, "  cooldown: {cooldown}  last used: {used}");
-            line
-        })
-        .collect()
+            "unreadable" => {
+                t.row(vec![bucket, format!("unreadable: {}", s(&r["problem"]))]);
+                continue;
+            }
+            _ => ("—".to_string(), "—".to_string()),
+        };
+        t.row(vec![
+            bucket,
+            kind,
+            expires,
+            refresh,
+            when(&r["cooldown_until"]).map_or_else(|| "—".to_string(), |u| local_relative(u, now)),
+            when(&r["last_used"]).map_or_else(|| "never".to_string(), |u| local_relative(u, now)),
+        ]);
+    }
+    t.render(width).lines().map(str::to_string).collect()
 }
 
 #[cfg(test)]
@@ -144,19 +151,39 @@ mod tests {
         b.stats.last_used = Some(500);
         shared.buckets.insert("openai/k".into(), b);
         let rows = report(root, None, &shared, 2000);
-        let text = lines(&rows).join("\n");
+        let text = lines(&rows, 2000, 120).join("\n");
         let all = format!("{text}{}", Value::Array(rows.clone()));
         assert!(!all.contains("secret"), "{all}");
         // Providers in the table's order: openai first.
         assert_eq!(rows[1]["expired"], json!(true));
         assert_eq!(rows[0]["cooldown_until"], json!(rfc3339(9000)));
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("{start}: {text}"))
+                .to_string()
+        };
+        let cells = |l: String| -> Vec<String> {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let oauth = cells(line("anthropic/team1"));
+        assert_eq!(oauth[1], "oauth", "{text}");
         assert!(
-            text.contains(
-                "anthropic/team1  oauth  expired 1970-01-01T00:00:01.000Z  refresh token: yes  cooldown: none  last used: never"
-            ),
+            oauth[2].starts_with("expired ") && oauth[2].ends_with(" (1 s ago)"),
             "{text}"
         );
-        assert!(text.contains("openai/k  apikey  cooldown: until"), "{text}");
+        assert_eq!(oauth[3..], ["yes", "—", "never"], "{text}");
+        let key = cells(line("openai/k"));
+        assert_eq!(key[1..4], ["apikey", "—", "—"], "{text}");
+        assert!(
+            key[4].ends_with("(in 7 s)") && key[5].ends_with("(1 s ago)"),
+            "{text}"
+        );
+        assert!(!text.contains("null"), "{text}");
         let only = crate::provider::find("openai").unwrap();
         assert_eq!(report(root, Some(only), &shared, 2000).len(), 1);
     }

@@ -17,7 +17,6 @@ use super::handlers::error;
 use super::session::Session;
 use crate::auth::login::{self, LoginFlags, Method, Options};
 use crate::auth::{status, store};
-use crate::clock::now_ms;
 use crate::face::Streams;
 use crate::profile::validate::expand_tilde;
 use crate::state_file::SharedStore;
@@ -96,8 +95,9 @@ fn show(s: &Session, provider: Option<&str>, io: &mut Streams<'_>) -> std::io::R
     for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
-    let rows = status::report(s.store().root(), only, &shared, now_ms());
-    for line in status::lines(&rows) {
+    let now = crate::clock::report_now_ms();
+    let rows = status::report(s.store().root(), only, &shared, now);
+    for line in status::lines(&rows, now, crate::terminal::report_width()) {
         writeln!(io.out, "{line}")?;
     }
     if let Some(on) = s.oauth_override() {

@@ -241,12 +241,15 @@ fn stats(s: &Session, part: StatsPart, io: &mut Streams<'_>) -> std::io::Result<
     for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
-    let v = crate::report::stats::stats_json(&prepared.plan, &shared, crate::clock::now_ms());
-    crate::report::stats::write_text(
-        &v,
-        &prepared.plan.lb,
-        part != StatsPart::Buckets,
-        part != StatsPart::Lb,
-        io.out,
-    )
+    let now = crate::clock::report_now_ms();
+    let v = crate::report::stats::stats_json(&prepared.plan, &shared, now);
+    let view = crate::report::stats::TextView {
+        name: &prepared.plan.lb,
+        routes: &crate::report::stats::routes(&prepared.plan, &shared),
+        lb: part != StatsPart::Buckets,
+        buckets: part != StatsPart::Lb,
+        now,
+        width: crate::terminal::report_width(),
+    };
+    crate::report::stats::write_text(&v, &view, io.out)
 }

@@ -91,7 +91,8 @@ fn send(session: &mut Session, prompt: String, io: &mut Streams<'_>) -> std::io:
     let mut sink = Sink::new(&mut *io.out, &mut *io.err, false)
         .with_spinner(spinner)
         .with_color(super::sink::stderr_color())
-        .with_notes(!session.quiet());
+        .with_notes(!session.quiet())
+        .with_terminal(crate::terminal::stdout_width());
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     let open = !sink.closed();

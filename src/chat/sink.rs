@@ -28,6 +28,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::shell::http::AnswerSink;
+use crate::terminal::EchoOff;
+use crate::terminal::wrap::Wrap;
 
 /// What the spinner says it waits for (SPEC §8.1: it names the backend), shared with its thread.
 type Label = Arc<Mutex<String>>;
@@ -125,6 +127,10 @@ pub struct Sink<'a> {
     /// Show the engine's live notes (SPEC §8.1: not with `--quiet`, `/set quiet true` or
     /// `--json`).
     notes: bool,
+    /// Wraps the answer to the terminal's width (SPEC §8.1; only on a terminal).
+    wrap: Option<Wrap>,
+    /// Echo of typed keys is off while the answer streams (only on a terminal).
+    echo_off: Option<EchoOff>,
 }
 
 /// ANSI dim on, and reset.
@@ -148,6 +154,38 @@ impl<'a> Sink<'a> {
             spin: false,
             label: Arc::new(Mutex::new("waiting for the answer".into())),
             notes: false,
+            wrap: None,
+            echo_off: None,
+        }
+    }
+
+    /// The answer goes to a terminal `width` columns wide (`None`: not a terminal, and nothing
+    /// changes): it is word-wrapped to that width, and keys typed while it streams are not
+    /// echoed into it (SPEC §8.1). Echo comes back when the sink is dropped.
+    #[must_use]
+    pub fn with_terminal(mut self, width: Option<usize>) -> Self {
+        if let Some(w) = width {
+            self.wrap = Some(Wrap::new(w));
+            self.echo_off = Some(EchoOff::new(true));
+        }
+        self
+    }
+
+    /// Writes the word the wrapper holds back, so what follows comes after it.
+    fn flush_wrap(&mut self) {
+        let Some(rest) = self.wrap.as_mut().map(Wrap::flush) else {
+            return;
+        };
+        if rest.is_empty() || self.closed {
+            return;
+        }
+        if self
+            .out
+            .write_all(rest.as_bytes())
+            .and_then(|()| self.out.flush())
+            .is_err()
+        {
+            self.closed = true;
         }
     }
 
@@ -205,6 +243,7 @@ impl<'a> Sink<'a> {
     /// on stdout, of reasoning on stderr).
     pub fn finish(&mut self) {
         self.stop_spinner();
+        self.flush_wrap();
         self.end_reasoning_line();
         if self.wrote && !self.ends_with_newline && !self.quiet && !self.closed {
             if self
@@ -237,9 +276,13 @@ impl AnswerSink for Sink<'_> {
         }
         self.stop_spinner();
         self.end_reasoning_line();
+        let shown = match self.wrap.as_mut() {
+            Some(w) => std::borrow::Cow::Owned(w.push(text)),
+            None => std::borrow::Cow::Borrowed(text),
+        };
         if self
             .out
-            .write_all(text.as_bytes())
+            .write_all(shown.as_bytes())
             .and_then(|()| self.out.flush())
             .is_err()
         {
@@ -251,11 +294,15 @@ impl AnswerSink for Sink<'_> {
 
     fn notice(&mut self, line: &str) {
         self.stop_spinner();
+        self.flush_wrap();
         self.end_reasoning_line();
         if self.wrote && !self.ends_with_newline && !self.quiet && !self.closed {
             let _ = self.out.write_all(b"\n");
             let _ = self.out.flush();
             self.ends_with_newline = true;
+            if let Some(w) = self.wrap.as_mut() {
+                w.line_ended();
+            }
         }
         let _ = writeln!(self.err, "{line}");
     }
@@ -265,6 +312,7 @@ impl AnswerSink for Sink<'_> {
             return;
         }
         self.stop_spinner();
+        self.flush_wrap();
         let mut bytes = String::new();
         if !self.reasoning_shown && self.wrote && !self.ends_with_newline {
             // An answer line is open on the terminal: the reasoning starts below it.
@@ -321,8 +369,20 @@ mod tests {
     /// Feeds `steps` (`('r', reasoning)`, `('t', text)`, `('n', notice)`) to a sink, finishes
     /// it, and returns (stdout, stderr).
     fn run(quiet: bool, color: bool, steps: &[(char, &str)]) -> (String, String) {
+        run_on(None, quiet, color, steps)
+    }
+
+    /// As [`run`], with the answer going to a terminal `width` columns wide.
+    fn run_on(
+        width: Option<usize>,
+        quiet: bool,
+        color: bool,
+        steps: &[(char, &str)],
+    ) -> (String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut sink = Sink::new(&mut out, &mut err, quiet).with_color(color);
+        let mut sink = Sink::new(&mut out, &mut err, quiet)
+            .with_color(color)
+            .with_terminal(width);
         for (kind, s) in steps {
             match kind {
                 'r' => sink.reasoning(s),
@@ -405,5 +465,29 @@ mod tests {
         assert_eq!(err, "R\n[note]\n");
         let (out, err) = run(false, false, &[('r', "R")]);
         assert_eq!((out.as_str(), err.as_str()), ("", "R\n"));
+    }
+
+    #[test]
+    fn on_a_terminal_the_answer_wraps_at_word_boundaries_and_piped_it_is_unchanged() {
+        let steps = [
+            ('t', "Twenty words or so make a line longer than sixty col"),
+            ('t', "umns, which a terminal must wrap between words."),
+            ('n', "[a notice]"),
+            ('t', "\nMore."),
+        ];
+        let (out, err) = run_on(Some(60), false, false, &steps);
+        assert_eq!(
+            out,
+            "Twenty words or so make a line longer than sixty columns,\n\
+             which a terminal must wrap between words.\n\
+             \nMore.\n"
+        );
+        assert_eq!(err, "[a notice]\n");
+        // Piped: the bytes are the answer's own.
+        let (out, _) = run(false, false, &steps);
+        assert_eq!(
+            out,
+            "Twenty words or so make a line longer than sixty columns, which a terminal must wrap between words.\n\nMore.\n"
+        );
     }
 }

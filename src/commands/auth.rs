@@ -10,7 +10,6 @@ use super::{CmdError, Streams, exit};
 use crate::auth::login::{self, LoginFlags, Options};
 use crate::auth::{status, store};
 use crate::cli::{AuthCommand, AuthLoginArgs, AuthStatusArgs, AuthTargetArgs};
-use crate::clock::now_ms;
 use crate::profile::store::Store;
 use crate::state_file::SharedStore;
 
@@ -91,7 +90,8 @@ fn status(a: &AuthStatusArgs, st: &Store, io: &mut Streams<'_>) -> Result<u8, Cm
     for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
-    let rows = status::report(st.root(), only, &shared, now_ms());
+    let now = crate::clock::report_now_ms();
+    let rows = status::report(st.root(), only, &shared, now);
     if a.json {
         writeln!(
             io.out,
@@ -99,7 +99,7 @@ fn status(a: &AuthStatusArgs, st: &Store, io: &mut Streams<'_>) -> Result<u8, Cm
             serde_json::to_string_pretty(&rows).expect("plain JSON")
         )?;
     } else {
-        for line in status::lines(&rows) {
+        for line in status::lines(&rows, now, crate::terminal::report_width()) {
             writeln!(io.out, "{line}")?;
         }
     }

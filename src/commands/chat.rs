@@ -97,7 +97,12 @@ fn once(
     let mut sink = Sink::new(&mut *io.out, &mut *io.err, args.json)
         .with_spinner(spinner)
         .with_color(crate::chat::sink::stderr_color())
-        .with_notes(!args.json && !args.quiet);
+        .with_notes(!args.json && !args.quiet)
+        .with_terminal(if args.json {
+            None
+        } else {
+            crate::terminal::stdout_width()
+        });
     let result = session.send(prompt, &mut sink, cancel);
     sink.finish();
     drop(sink);

@@ -84,6 +84,68 @@ pub struct LbStats {
     pub failures: BTreeMap<String, u64>,
     /// The backend the last request was sent to.
     pub last_selected: Option<String>,
+    /// Per backend, what the last request did with it and why (SPEC §8.1 `stats lb`): only the
+    /// backends it reached or passed over; cleared when a request arrives. Absent from files
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_routes: BTreeMap<String, Route>,
+}
+
+/// Why the last request went to a backend, or past it (SPEC §8.1 `stats lb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// Sent to it first: the primary of a `failover` load balancer.
+    Primary,
+    /// Sent to it first: the cursor's backend of a `roundrobin` load balancer.
+    Rotation,
+    /// Sent to it first because the backends before it in the request's order were skipped.
+    NextEligible,
+    /// Sent to it after the previous backend failed (a failover).
+    PreviousFailed,
+    /// Passed over: its circuit was open, or another request's probe held it half-open.
+    SkippedCircuit,
+    /// Passed over: over its TPM threshold.
+    SkippedTpm,
+    /// Put last: every bucket of it was cooling down (tried only if the others fail).
+    Cooling,
+    /// Passed over: its context limit is below one that was already too small.
+    SkippedContext,
+    /// Passed over: it takes no prefill, or rejected this request's.
+    SkippedPrefill,
+    /// Passed over: no usable credential.
+    SkippedNoKey,
+}
+
+impl From<crate::engine::step::SkipReason> for Route {
+    fn from(r: crate::engine::step::SkipReason) -> Route {
+        use crate::engine::step::SkipReason as S;
+        match r {
+            S::CircuitOpen | S::ProbeInFlight => Route::SkippedCircuit,
+            S::Tpm => Route::SkippedTpm,
+            S::ContextLimit => Route::SkippedContext,
+            S::NoPrefill | S::PrefillRejected => Route::SkippedPrefill,
+            S::NoCredential => Route::SkippedNoKey,
+        }
+    }
+}
+
+impl Route {
+    /// The words of the `stats lb` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Primary => "primary",
+            Route::Rotation => "next in rotation",
+            Route::NextEligible => "next eligible",
+            Route::PreviousFailed => "previous failed",
+            Route::SkippedCircuit => "skipped: circuit",
+            Route::SkippedTpm => "skipped: TPM",
+            Route::Cooling => "skipped: cooling",
+            Route::SkippedContext => "skipped: context",
+            Route::SkippedPrefill => "skipped: prefill",
+            Route::SkippedNoKey => "skipped: no key",
+        }
+    }
 }
 
 /// Per backend.

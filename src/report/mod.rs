@@ -7,3 +7,4 @@
 pub mod diagnostics;
 pub mod profiles;
 pub mod stats;
+pub mod table;

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::table::{Align, Table};
 use crate::face::{CmdError, Streams, exit};
 use crate::profile::model::Profile;
 use crate::profile::names::same_profile_name;
@@ -49,19 +50,27 @@ pub fn list(store: &Store, json: bool, io: &mut Streams<'_>) -> Result<u8, CmdEr
             store.profiles_dir().display()
         )?;
     }
-    let width = listed
-        .iter()
-        .map(|l| l.name.chars().count())
-        .max()
-        .unwrap_or(0);
+    // SPEC §8.1: one line per profile (more only when a cell must wrap to fit the width),
+    // aligned: `* name  model  provider/model` or `  name  loadbalancer  policy  backends`.
+    let mut t = Table::new(&[Align::Left; 4]);
     for l in &listed {
         let mark = if is_default(&l.name) { '*' } else { ' ' };
-        let what = match &l.profile {
-            Ok(p) => p.summary(),
-            Err(e) => format!("(invalid: {e})"),
-        };
-        writeln!(io.out, "{mark} {:width$}  {what}", l.name)?;
+        let name = format!("{mark} {}", l.name);
+        t.row(match &l.profile {
+            Ok(Profile::Model(m)) => {
+                vec![name, "model".into(), format!("{}/{}", m.provider, m.model)]
+            }
+            Ok(Profile::LoadBalancer(lb)) => vec![
+                name,
+                "loadbalancer".into(),
+                lb.policy.as_str().into(),
+                lb.backends.join(", "),
+            ],
+            Err(e) => vec![name, format!("(invalid: {e})")],
+        });
     }
+    io.out
+        .write_all(t.render(crate::terminal::report_width()).as_bytes())?;
     Ok(exit::OK)
 }
 

@@ -1,19 +1,24 @@
 //! `llxprt stats [lb|buckets] [--profile NAME] [--json] [--reset]` (SPEC §5.10, §8.1): what the
 //! shared engine state says about a profile's load balancer, backends and buckets.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value, json};
 
+use super::table::{Align, Table};
 use crate::cli::{StatsArgs, StatsView};
-use crate::clock::now_ms;
+use crate::clock::report_now_ms;
 use crate::driver::plan::build_plan;
 use crate::engine::plan::{MidStream, Plan};
 use crate::engine::state::SharedState;
+use crate::engine::stats::Route;
 use crate::face::{CmdError, Streams, exit};
 use crate::profile::model::{ModelProfile, Profile};
 use crate::profile::settings::Settings;
 use crate::profile::store::Store;
 use crate::state_file::SharedStore;
-use crate::timefmt::rfc3339;
+use crate::timefmt::{local_relative, parse_rfc3339, rfc3339};
 
 fn plan_of(store: &Store, name: &str) -> Result<Plan, CmdError> {
     let (profile, _) = store.load(name)?;
@@ -98,6 +103,15 @@ pub fn stats_json(plan: &Plan, shared: &SharedState, now: u64) -> Value {
     })
 }
 
+/// Why the last request of the plan's load balancer went where it went, per backend.
+pub fn routes(plan: &Plan, shared: &SharedState) -> BTreeMap<String, Route> {
+    shared
+        .lbs
+        .get(&plan.lb)
+        .map(|l| l.stats.last_routes.clone())
+        .unwrap_or_default()
+}
+
 /// Clears statistics, circuits, cooldowns and TPM of the plan's keys, or of every key.
 pub fn reset(shared: &mut SharedState, plan: Option<&Plan>) {
     let Some(plan) = plan else {
@@ -157,72 +171,193 @@ pub fn run(args: &StatsArgs, store: &Store, io: &mut Streams<'_>) -> Result<u8, 
     for w in &file.take_warnings() {
         writeln!(io.err, "{}", crate::conversation::notes::state_warning(w))?;
     }
-    let now = now_ms();
+    let now = report_now_ms();
     let v = stats_json(&plan, &shared, now);
     if args.json {
         writeln!(io.out, "{v}")?;
         return Ok(exit::OK);
     }
-    let show_lb = !matches!(args.view, Some(StatsView::Buckets));
-    let show_buckets = !matches!(args.view, Some(StatsView::Lb));
-    write_text(&v, &name, show_lb, show_buckets, io.out)?;
+    let view = TextView {
+        name: &name,
+        routes: &routes(&plan, &shared),
+        lb: !matches!(args.view, Some(StatsView::Buckets)),
+        buckets: !matches!(args.view, Some(StatsView::Lb)),
+        now,
+        width: crate::terminal::report_width(),
+    };
+    write_text(&v, &view, io.out)?;
     Ok(exit::OK)
 }
 
-/// The text form of [`stats_json`]'s object for profile `name` (SPEC §8.1): the load balancer
-/// and its backends, then the buckets; `/stats` in the session prints the same.
+/// The text form of [`stats_json`]'s object `v` for profile `name` (SPEC §8.1), fitted to
+/// `width`: a line for the load balancer, a table of its backends' traffic, one of their health
+/// and of why the last request went where it went (`routes`, from the load balancer's
+/// statistics), then a table of the buckets; times in local time relative to `now`, and `—`
+/// where there is no value. `/stats` in the session prints the same.
+pub struct TextView<'a> {
+    /// Profile name.
+    pub name: &'a str,
+    /// Why the last request went to each backend it reached or passed over.
+    pub routes: &'a BTreeMap<String, Route>,
+    /// Show the load balancer and its backends.
+    pub lb: bool,
+    /// Show the buckets.
+    pub buckets: bool,
+    /// The time relative times are measured from.
+    pub now: u64,
+    /// Columns to fit.
+    pub width: usize,
+}
+
+fn num(v: &Value) -> String {
+    v.as_u64()
+        .map_or_else(|| "—".to_string(), |n| n.to_string())
+}
+
+fn ms(v: &Value) -> String {
+    v.as_u64()
+        .map_or_else(|| "—".to_string(), |n| format!("{n} ms"))
+}
+
+fn when(v: &Value, now: u64, none: &str) -> String {
+    v.as_str()
+        .and_then(parse_rfc3339)
+        .map_or_else(|| none.to_string(), |t| local_relative(t, now))
+}
+
+fn failed(v: &Value) -> u64 {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, n)| n.as_u64())
+        .sum()
+}
+
+/// Writes the text form (see [`TextView`]).
 pub fn write_text(
     v: &Value,
-    name: &str,
-    show_lb: bool,
-    show_buckets: bool,
+    view: &TextView<'_>,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    if show_lb {
+    let mut text = String::new();
+    if view.lb {
         let lb = &v["lb"];
-        writeln!(
-            out,
-            "{} ({}): {} requests, {} ok, last selected {}",
-            name,
+        let _ = writeln!(
+            text,
+            "{} ({}): {} requests, {} ok, {} failed, last selected {}",
+            view.name,
             lb["policy"].as_str().unwrap_or(""),
-            lb["requests"],
-            lb["successes"],
-            lb["last_selected"].as_str().unwrap_or("-")
-        )?;
-        for (b, s) in v["backends"].as_object().into_iter().flatten() {
-            writeln!(
-                out,
-                "  {b}: {} requests, {} ok, {} retries, {} failovers, skipped {}/{} (circuit/tpm), {} tokens, latency p50 {} ms p95 {} ms, circuit {}, tpm {}",
-                s["requests"],
-                s["successes"],
-                s["retries"],
-                s["failovers"],
-                s["skipped"]["circuit"],
-                s["skipped"]["tpm"],
-                s["tokens"],
-                s["latency_ms"]["p50"],
-                s["latency_ms"]["p95"],
-                s["circuit"].as_str().unwrap_or(""),
-                s["tpm"]
-            )?;
+            num(&lb["requests"]),
+            num(&lb["successes"]),
+            failed(&lb["failures"]),
+            lb["last_selected"].as_str().unwrap_or("—")
+        );
+        let backends = || v["backends"].as_object().into_iter().flatten();
+        let mut traffic = Table::new(&[
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+        ])
+        .header(&[
+            "backend", "requests", "ok", "failed", "tokens", "mean", "p50", "p95",
+        ]);
+        for (b, s) in backends() {
+            let l = &s["latency_ms"];
+            traffic.row(vec![
+                b.clone(),
+                num(&s["requests"]),
+                num(&s["successes"]),
+                failed(&s["failures"]).to_string(),
+                num(&s["tokens"]),
+                ms(&l["mean"]),
+                ms(&l["p50"]),
+                ms(&l["p95"]),
+            ]);
         }
+        text.push_str(&traffic.render(view.width));
+        let mut health = Table::new(&[
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+            Align::Right,
+            Align::Left,
+        ])
+        .header(&[
+            "backend",
+            "retries",
+            "failovers",
+            "skipped (c/TPM)",
+            "circuit",
+            "TPM",
+            "last request",
+        ]);
+        for (b, s) in backends() {
+            health.row(vec![
+                b.clone(),
+                num(&s["retries"]),
+                num(&s["failovers"]),
+                format!(
+                    "{} / {}",
+                    num(&s["skipped"]["circuit"]),
+                    num(&s["skipped"]["tpm"])
+                ),
+                s["circuit"].as_str().unwrap_or("—").replace('_', "-"),
+                num(&s["tpm"]),
+                view.routes
+                    .get(b)
+                    .map_or_else(|| "—".to_string(), |r| r.as_str().to_string()),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&health.render(view.width));
     }
-    if show_buckets {
-        writeln!(out, "buckets:")?;
+    if view.buckets {
+        if view.lb {
+            text.push('\n');
+        }
+        let mut t = Table::new(&[
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+            Align::Left,
+        ])
+        .header(&[
+            "bucket",
+            "requests",
+            "ok",
+            "429",
+            "402",
+            "401",
+            "refreshes",
+            "cooling until",
+            "last used",
+        ]);
         for (k, s) in v["buckets"].as_object().into_iter().flatten() {
-            writeln!(
-                out,
-                "  {k}: {} requests, {} ok, {} 429s, {} 402s, {} 401s, {} refreshes, cooling until {}, last used {}",
-                s["requests"],
-                s["successes"],
-                s["rate_limited"],
-                s["quota"],
-                s["auth"],
-                s["refreshes"],
-                s["cooldown_until"].as_str().unwrap_or("-"),
-                s["last_used"].as_str().unwrap_or("-")
-            )?;
+            t.row(vec![
+                k.clone(),
+                num(&s["requests"]),
+                num(&s["successes"]),
+                num(&s["rate_limited"]),
+                num(&s["quota"]),
+                num(&s["auth"]),
+                num(&s["refreshes"]),
+                when(&s["cooldown_until"], view.now, "—"),
+                when(&s["last_used"], view.now, "never"),
+            ]);
         }
+        text.push_str(&t.render(view.width));
     }
-    Ok(())
+    out.write_all(text.as_bytes())
 }

@@ -107,8 +107,11 @@ pub struct HttpExec<'a> {
     trim_told: Option<usize>,
     /// Text already delivered to the caller by an interrupted attempt (`continue`).
     partial: String,
-    /// Whether an earlier attempt showed text that a restart will repeat.
-    shown_before: Option<(u64, String)>,
+    /// Whether an earlier attempt showed text that a restart will repeat: (estimated tokens,
+    /// pieces of text shown, backend).
+    shown_before: Option<(u64, u64, String)>,
+    /// Pieces of answer text the current attempt has handed to the sink.
+    text_chunks: u64,
     /// The last successful attempt's answer.
     last: Answer,
     /// Every attempt, as reported.
@@ -150,6 +153,7 @@ impl<'a> HttpExec<'a> {
             trim_told: None,
             partial: String::new(),
             shown_before: None,
+            text_chunks: 0,
             last: Answer::default(),
             attempts: Vec::new(),
             malformed: 0,
@@ -256,13 +260,11 @@ impl<'a> HttpExec<'a> {
         };
         // Under `restart`, or whatever the mode when only reasoning was shown (no text: the
         // attempt failed before any output, and the next one starts afresh).
-        if let Some((tokens, from)) = self.shown_before.take()
-            && (self.mode == MidStream::Restart || tokens == 0)
+        if let Some((tokens, chunks, from)) = self.shown_before.take()
+            && (self.mode == MidStream::Restart || chunks == 0)
         {
-            self.sink.notice(&format!(
-                "[interrupted after {tokens} tokens on {from}; restarting on {}]",
-                b.name
-            ));
+            self.sink
+                .notice(&restart_notice(tokens, chunks, &from, &b.name));
         }
         let mut att = transport::start(req, deadlines, !stream, self.cancel.clone());
         let prompt_estimate = turns.iter().map(|t| estimate_tokens(&t.text)).sum::<u64>();
@@ -421,6 +423,7 @@ impl<'a> HttpExec<'a> {
         let mut sse = SseDecoder::default();
         let mut dec = protocol::decoder(b.profile.provider_info().protocol);
         let mut text = String::new();
+        self.text_chunks = 0;
         let mut reasoning = String::new();
         let mut signature = None;
         let mut usage: Option<Usage> = None;
@@ -470,6 +473,7 @@ impl<'a> HttpExec<'a> {
                             }
                             if !buffered {
                                 self.sink.text(t);
+                                self.text_chunks += 1;
                             }
                             text.push_str(t);
                         }
@@ -537,7 +541,7 @@ impl<'a> HttpExec<'a> {
                 if text.is_empty() {
                     if reasoning_shown {
                         // The user saw this attempt think: the next one says it starts over.
-                        self.shown_before = Some((0, b.name.clone()));
+                        self.shown_before = Some((0, 0, b.name.clone()));
                     }
                     return no_text_outcome(failure.as_ref(), refused, att.elapsed_ms());
                 }
@@ -592,7 +596,9 @@ impl<'a> HttpExec<'a> {
         if !buffered && !text.is_empty() {
             match self.mode {
                 MidStream::Continue => self.partial.push_str(text),
-                _ => self.shown_before = Some((delivered, backend.to_string())),
+                _ => {
+                    self.shown_before = Some((delivered, self.text_chunks, backend.to_string()));
+                }
             }
         }
         let mut o = Outcome::of(Class::Interrupted);
@@ -600,6 +606,21 @@ impl<'a> HttpExec<'a> {
         o.delivered_tokens = delivered;
         o.latency_ms = latency_ms;
         o
+    }
+}
+
+/// The line that says a restart repeats what an interrupted attempt showed (SPEC §5.8). The
+/// stream says nothing of the tokens it delivered before it broke, so the count is of what is
+/// known: the pieces of text shown, with the estimate of their tokens named as one.
+fn restart_notice(tokens: u64, chunks: u64, from: &str, to: &str) -> String {
+    match chunks {
+        0 => format!("[interrupted before any answer text on {from}; restarting on {to}]"),
+        1 => format!(
+            "[interrupted after 1 chunk of text (about {tokens} tokens) on {from}; restarting on {to}]"
+        ),
+        n => format!(
+            "[interrupted after {n} chunks of text (about {tokens} tokens) on {from}; restarting on {to}]"
+        ),
     }
 }
 

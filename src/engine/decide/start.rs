@@ -10,6 +10,7 @@ use super::Ctx;
 use crate::engine::circuit::{Circuit, Probe};
 use crate::engine::plan::{Plan, Policy};
 use crate::engine::state::{BackendState, RequestState, SharedState, SkipRecord, Visit, slot};
+use crate::engine::stats::Route;
 use crate::engine::step::{Headline, Note, Order, SkipReason, Then};
 
 /// The longest cooldown kept on load when `bucket_cooldown_ms` is shorter (SPEC §5.9): usage
@@ -42,6 +43,7 @@ pub(super) fn arrive(shared: &mut SharedState, now: u64, plan: &Arc<Plan>) -> Re
     cut_back(shared, now, plan);
     let lb = slot(&mut shared.lbs, &plan.lb);
     lb.stats.requests += 1;
+    lb.stats.last_routes.clear();
     let n = plan.backends.len();
     let remaining: VecDeque<usize> = match plan.policy {
         Policy::Failover => (0..n).collect(),
@@ -132,10 +134,17 @@ impl Ctx<'_> {
                 st.stats.failovers += 1;
             }
         }
-        if let Some(lb) = self.shared.lbs.get_mut(&plan.lb)
-            && lb.stats.last_selected.as_deref() != Some(bp.name.as_str())
-        {
-            lb.stats.last_selected = Some(bp.name.clone());
+        let route = match (from, plan.policy) {
+            (Some(_), _) => Route::PreviousFailed,
+            (None, _) if !self.first_in_order(b) => Route::NextEligible,
+            (None, Policy::Failover) => Route::Primary,
+            (None, Policy::Roundrobin) => Route::Rotation,
+        };
+        if let Some(lb) = self.shared.lbs.get_mut(&plan.lb) {
+            if lb.stats.last_selected.as_deref() != Some(bp.name.as_str()) {
+                lb.stats.last_selected = Some(bp.name.clone());
+            }
+            lb.stats.last_routes.insert(bp.name.clone(), route);
         }
         let st = self
             .shared
@@ -220,6 +229,7 @@ impl Ctx<'_> {
                 if cooling.is_none_or(|(e, _)| end < e) {
                     cooling = Some((end, i));
                 }
+                self.route(b, Route::Cooling);
                 i += 1;
             } else {
                 self.req.remaining.remove(i);
@@ -229,8 +239,30 @@ impl Ctx<'_> {
         cooling.and_then(|(_, pos)| self.req.remaining.remove(pos))
     }
 
+    /// Whether `b` is where the request's order began: the primary (`failover`) or the
+    /// cursor's backend (`roundrobin`, whose cursor `arrive` already advanced).
+    fn first_in_order(&self, b: usize) -> bool {
+        match self.plan.policy {
+            Policy::Failover => b == 0,
+            Policy::Roundrobin => {
+                let n = self.plan.backends.len() as u64;
+                let cursor = self.shared.lbs.get(&self.plan.lb).map_or(0, |l| l.cursor);
+                n > 0 && (cursor + n - 1) % n == b as u64
+            }
+        }
+    }
+
+    /// Remembers what this request did with backend `b` for `stats lb` (SPEC §8.1).
+    fn route(&mut self, b: usize, route: Route) {
+        let name = self.plan.backends[b].name.clone();
+        if let Some(lb) = self.shared.lbs.get_mut(&self.plan.lb) {
+            lb.stats.last_routes.insert(name, route);
+        }
+    }
+
     /// Notes and remembers a backend passed over for this request.
     pub(super) fn skip(&mut self, backend: usize, reason: SkipReason, until_ms: Option<u64>) {
+        self.route(backend, reason.into());
         self.notes.push(Note::Skipped {
             backend,
             reason,

@@ -71,6 +71,7 @@ pub fn counted_since(after: &SharedState, before: &SharedState) -> SharedState {
             successes: a.stats.successes.saturating_sub(b.successes),
             failures: sub_map(&a.stats.failures, &b.failures),
             last_selected: a.stats.last_selected.clone(),
+            last_routes: a.stats.last_routes.clone(),
         };
         if s.requests > 0 || s.successes > 0 || !s.failures.is_empty() {
             d.lbs.entry(k.clone()).or_default().stats = s;
@@ -128,6 +129,7 @@ pub fn add_lb(to: &mut LbStats, d: &LbStats) {
     add_map(&mut to.failures, &d.failures);
     if d.requests > 0 && d.last_selected.is_some() {
         to.last_selected.clone_from(&d.last_selected);
+        to.last_routes.clone_from(&d.last_routes);
     }
 }
 
