@@ -887,10 +887,11 @@ fn planted_secrets_never_reach_any_output_log_trace_or_file() {
     run(&["profile", "set-default", "lb"]);
     run(&["profile", "show", "saved"]);
     run(&["profile", "show", "savedlb"]);
-    // The interactive session, piped.
+    // The interactive session, piped. `/profile load` starts from the loaded profile's own
+    // settings (SPEC §8.1), so the header is set again for the second profile.
     let session_set = format!("/set custom-headers {{\"X-Session-Token\": \"{SESSION_HDR}\"}}\n");
     let stdin = format!(
-        "{session_set}/set custom-headers\n/diagnostics\n/stats\n/stats buckets\n/auth\nhello\n/profile load kf\n/set custom-headers\nagain\n/profile save model sessionsaved\n/quit\n"
+        "{session_set}/set custom-headers\n/diagnostics\n/stats\n/stats buckets\n/auth\nhello\n/profile load kf\n{session_set}/set custom-headers\nagain\n/profile save model sessionsaved\n/quit\n"
     );
     outputs.push((
         "llxprt chat -i --profile lb (session)".into(),

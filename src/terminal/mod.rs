@@ -9,7 +9,8 @@ pub mod wrap;
 
 use std::io::IsTerminal;
 
-/// The width used when standard output is not a terminal (or says nothing of its size).
+/// The width tables are fitted to when standard output is a terminal that says nothing of
+/// its size.
 pub const DEFAULT_WIDTH: usize = 80;
 
 /// The width of the terminal standard output is, or `None` when it is not one.
@@ -31,7 +32,9 @@ pub fn stdout_width() -> Option<usize> {
     }
 }
 
-/// The width tables are fitted to: the terminal's on a terminal, else [`DEFAULT_WIDTH`].
+/// The width tables are fitted to: the terminal's on a terminal ([`DEFAULT_WIDTH`] when it
+/// does not say), and no limit when standard output is not a terminal — piped output keeps
+/// one line per row for scripts and `grep`, as answers are not wrapped when piped either.
 ///
 /// Test hook, debug builds only (docs/decisions.md): `LLXPRT_TEST_COLUMNS=N` stands for the
 /// terminal's width, so a test can show a table fitted to a narrow or a wide terminal.
@@ -43,6 +46,10 @@ pub fn report_width() -> usize {
             .filter(|&n| n > 0)
     {
         return n;
+    }
+    let out = std::io::stdout();
+    if !out.is_terminal() {
+        return usize::MAX;
     }
     stdout_width().unwrap_or(DEFAULT_WIDTH)
 }
