@@ -16,7 +16,7 @@ pub use live::{live_line, live_lines};
 
 use crate::engine::{Failure, Headline, Note, Order, Plan, SkipReason, Step, Then};
 
-/// `4.000s`.
+/// `4.000s` (see [`Secs`] to write it without a `String`).
 pub fn secs(ms: u64) -> String {
     format!("{}.{:03}s", ms / 1000, ms % 1000)
 }
@@ -136,80 +136,126 @@ pub fn failure(plan: &Plan, f: &Failure, now: u64) -> String {
     msg
 }
 
-/// One timeline line for a note (SPEC §9.2), without its time prefix: the time it belongs at
-/// (an attempt's start, else the step's time `t`) and the text. `step` is the whole step, for
-/// what an attempt led to.
-pub fn note_line(plan: &Plan, note: &Note, step: &Step, t: u64) -> Option<(u64, String)> {
+/// The time a note's timeline line belongs at (an attempt's start, else the step's time `t`),
+/// or `None` for a note the timeline shows inside its attempt's line (SPEC §9.2).
+pub fn note_time(note: &Note, t: u64) -> Option<u64> {
+    match note {
+        Note::AttemptEnded { started_ms, .. } => Some(*started_ms),
+        Note::BucketAdvanced { .. } | Note::Failover { .. } | Note::Retry { .. } => None,
+        _ => Some(t),
+    }
+}
+
+/// Writes a note's timeline text (SPEC §9.2), without its time prefix, into `out`; nothing for
+/// a note without a line of its own ([`note_time`] is `None`). `step` is the whole step, for
+/// what an attempt led to. Written in place: simulate words every step of every request.
+pub fn write_note(plan: &Plan, note: &Note, step: &Step, t: u64, out: &mut String) {
     let b = |i: usize| plan.backend_name(i);
     let bk = |i: usize, k: usize| plan.bucket_name(i, k);
-    let line = match note {
+    let _ = match note {
         Note::AttemptEnded {
             backend,
             bucket,
-            started_ms,
             class,
             status,
             latency_ms,
             then,
+            ..
         } => {
-            let mut s = format!("{}/{}  ", b(*backend), bk(*backend, *bucket));
+            let _ = write!(out, "{}/{}  ", b(*backend), bk(*backend, *bucket));
             if let Some(st) = status {
-                let _ = write!(s, "{st} ");
+                let _ = write!(out, "{st} ");
             }
-            let _ = write!(
-                s,
-                "{} → {}  ({latency_ms} ms)",
-                class.as_str(),
-                then_text(plan, *then, step, t)
-            );
-            return Some((*started_ms, s));
+            let _ = write!(out, "{} → ", class.as_str());
+            write_then(out, plan, *then, step, t);
+            write!(out, "  ({latency_ms} ms)")
         }
         Note::Skipped {
             backend,
             reason,
             until_ms,
         } => {
-            let mut s = format!("{}  skipped: {}", b(*backend), skip_reason(*reason));
-            if let Some(u) = until_ms {
-                let _ = write!(s, " until {}", secs(*u));
+            let _ = write!(out, "{}  skipped: {}", b(*backend), skip_reason(*reason));
+            match until_ms {
+                Some(u) => write!(out, " until {}", Secs(*u)),
+                None => Ok(()),
             }
-            s
         }
         Note::NoCredential {
             backend,
             bucket,
             why,
-        } => format!("{}/{}  skipped: {why}", b(*backend), bk(*backend, *bucket)),
+        } => write!(
+            out,
+            "{}/{}  skipped: {why}",
+            b(*backend),
+            bk(*backend, *bucket)
+        ),
         Note::Cooldown {
             backend,
             bucket,
             until_ms,
-        } => format!(
+        } => write!(
+            out,
             "{}/{}  cooling until {}",
             b(*backend),
             bk(*backend, *bucket),
-            secs(*until_ms)
+            Secs(*until_ms)
         ),
         Note::Refreshed {
             backend,
             bucket,
             ok,
-        } => format!(
+        } => write!(
+            out,
             "{}/{}  token refresh {}",
             b(*backend),
             bk(*backend, *bucket),
             if *ok { "ok" } else { "failed" }
         ),
-        Note::CircuitOpened { backend, until_ms } => {
-            format!("{}  circuit opened until {}", b(*backend), secs(*until_ms))
-        }
-        Note::CircuitHalfOpen { backend } => {
-            format!("{}  circuit half-open: this request probes it", b(*backend))
-        }
-        Note::CircuitClosed { backend } => format!("{}  circuit closed", b(*backend)),
-        Note::BucketAdvanced { .. } | Note::Failover { .. } | Note::Retry { .. } => return None,
+        Note::CircuitOpened { backend, until_ms } => write!(
+            out,
+            "{}  circuit opened until {}",
+            b(*backend),
+            Secs(*until_ms)
+        ),
+        Note::CircuitHalfOpen { backend } => write!(
+            out,
+            "{}  circuit half-open: this request probes it",
+            b(*backend)
+        ),
+        Note::CircuitClosed { backend } => write!(out, "{}  circuit closed", b(*backend)),
+        Note::BucketAdvanced { .. } | Note::Failover { .. } | Note::Retry { .. } => Ok(()),
     };
-    Some((t, line))
+}
+
+/// One timeline line for a note (SPEC §9.2), without its time prefix: the time it belongs at
+/// and the text (see [`note_time`] and [`write_note`]).
+pub fn note_line(plan: &Plan, note: &Note, step: &Step, t: u64) -> Option<(u64, String)> {
+    let at = note_time(note, t)?;
+    let mut text = String::new();
+    write_note(plan, note, step, t, &mut text);
+    Some((at, text))
+}
+
+/// `4.000s` without a `String`: `secs(ms)` written where it goes, padding honoured.
+pub struct Secs(pub u64);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, ms) = (self.0 / 1000, self.0 % 1000);
+        let len = s.checked_ilog10().map_or(1, |d| d as usize + 1) + 5;
+        let pad = f.width().unwrap_or(0).saturating_sub(len);
+        let left = matches!(f.align(), Some(std::fmt::Alignment::Left));
+        if !left {
+            write!(f, "{:pad$}", "")?;
+        }
+        write!(f, "{s}.{ms:03}s")?;
+        if left {
+            write!(f, "{:pad$}", "")?;
+        }
+        Ok(())
+    }
 }
 
 /// One timeline line for an ending order (deliver or fail), without its time prefix.
@@ -237,43 +283,57 @@ pub fn order_line(plan: &Plan, order: &Order, t: u64) -> Option<String> {
     }
 }
 
-/// What an attempt led to, in words.
-fn then_text(plan: &Plan, then: Then, step: &Step, t: u64) -> String {
-    match then {
-        Then::Deliver => "delivered".into(),
-        Then::Fail => "request failed".into(),
-        Then::Refresh => "refresh token, then the same bucket again".into(),
-        Then::NextBucket => "next bucket".into(),
-        Then::Failover => step
-            .notes
-            .iter()
-            .find_map(|n| match n {
-                Note::Failover { to, .. } => {
-                    Some(format!("failover to {}", plan.backend_name(*to)))
-                }
-                _ => None,
-            })
-            .unwrap_or_else(|| "failover".into()),
-        Then::Retry => step
-            .notes
-            .iter()
-            .find_map(|n| match n {
-                Note::Retry {
-                    retry,
-                    of,
-                    delay_ms,
-                    ..
-                } if *delay_ms > 0 => Some(format!("retry {retry}/{of} after {}", secs(*delay_ms))),
-                Note::Retry { retry, of, .. } => Some(format!("retry {retry}/{of}")),
-                _ => None,
-            })
-            .unwrap_or_else(|| "retry".into()),
-        Then::WaitRetry => match &step.next {
-            Some(Order::Wait { until_ms }) => format!(
-                "wait {} (Retry-After), then the same bucket",
-                secs(until_ms.saturating_sub(t))
-            ),
-            _ => "wait, then the same bucket".into(),
+/// What an attempt led to, in words, written into `out`.
+fn write_then(out: &mut String, plan: &Plan, then: Then, step: &Step, t: u64) {
+    let _ = match then {
+        Then::Deliver => write!(out, "delivered"),
+        Then::Fail => write!(out, "request failed"),
+        Then::Refresh => write!(out, "refresh token, then the same bucket again"),
+        Then::NextBucket => write!(out, "next bucket"),
+        Then::Failover => match step.notes.iter().find_map(|n| match n {
+            Note::Failover { to, .. } => Some(*to),
+            _ => None,
+        }) {
+            Some(to) => write!(out, "failover to {}", plan.backend_name(to)),
+            None => write!(out, "failover"),
         },
+        Then::Retry => match step.notes.iter().find_map(|n| match n {
+            Note::Retry {
+                retry,
+                of,
+                delay_ms,
+                ..
+            } => Some((*retry, *of, *delay_ms)),
+            _ => None,
+        }) {
+            Some((retry, of, delay)) if delay > 0 => {
+                write!(out, "retry {retry}/{of} after {}", Secs(delay))
+            }
+            Some((retry, of, _)) => write!(out, "retry {retry}/{of}"),
+            None => write!(out, "retry"),
+        },
+        Then::WaitRetry => match &step.next {
+            Some(Order::Wait { until_ms }) => write!(
+                out,
+                "wait {} (Retry-After), then the same bucket",
+                Secs(until_ms.saturating_sub(t))
+            ),
+            _ => write!(out, "wait, then the same bucket"),
+        },
+    };
+}
+
+#[cfg(test)]
+mod secs_tests {
+    use super::{Secs, secs};
+
+    /// `Secs` writes what `secs` returns, padded as asked.
+    #[test]
+    fn secs_in_place_matches_and_pads() {
+        for ms in [0, 7, 999, 1_000, 4_000, 60_300, 123_456_789] {
+            assert_eq!(Secs(ms).to_string(), secs(ms));
+            assert_eq!(format!("{:>8}", Secs(ms)), format!("{:>8}", secs(ms)));
+            assert_eq!(format!("{:<12}|", Secs(ms)), format!("{:<12}|", secs(ms)));
+        }
     }
 }

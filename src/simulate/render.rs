@@ -46,7 +46,7 @@ impl<'a> Renderer<'a> {
     }
 
     fn prefix(&mut self, t: u64, id: u64) {
-        let _ = write!(self.line, "{:>8}  #{id}  ", secs(t));
+        let _ = write!(self.line, "{:>8}  #{id}  ", narrate::Secs(t));
     }
 
     /// A request starts.
@@ -77,9 +77,9 @@ impl<'a> Renderer<'a> {
             return;
         }
         for n in &step.notes {
-            if let Some((at, text)) = narrate::note_line(plan, n, step, t) {
+            if let Some(at) = narrate::note_time(n, t) {
                 self.prefix(at, id);
-                self.line.push_str(&text);
+                narrate::write_note(plan, n, step, t, &mut self.line);
                 self.line.push('\n');
                 self.emit();
             }

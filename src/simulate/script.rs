@@ -16,13 +16,39 @@ pub struct Script<'a> {
     trace: &'a Trace,
     /// Per backend: (connect, first byte) timeouts as resolved for it.
     timeouts: HashMap<String, (u64, u64)>,
-    /// Attempts that took an entry: (backend, bucket, script key, entry index).
-    taken: HashMap<(String, String, String, usize), u64>,
+    /// Attempts that took each entry, by backend, bucket and script key (`"*"` keeps counts
+    /// per bucket, SPEC §9.1): nested so an attempt looks its counts up by the names it has,
+    /// allocating keys only the first time.
+    taken: HashMap<String, HashMap<String, HashMap<String, Vec<u64>>>>,
     tokens: u64,
     /// Per backend: the secrets its requests would carry (inline `auth-key`, every
     /// `custom-headers` value, what its `base-url` holds), hidden in its scripted messages as the shell hides them in a
     /// provider's (SPEC §7).
     secrets: HashMap<String, Vec<String>>,
+}
+
+/// The counts of one script (`entries` long), made on first use.
+fn counts<'m>(
+    taken: &'m mut HashMap<String, HashMap<String, HashMap<String, Vec<u64>>>>,
+    backend: &str,
+    bucket: &str,
+    key: &str,
+    entries: usize,
+) -> &'m mut Vec<u64> {
+    if !taken.contains_key(backend) {
+        taken.insert(backend.to_string(), HashMap::new());
+    }
+    let by_bucket = taken.get_mut(backend).expect("inserted above when missing");
+    if !by_bucket.contains_key(bucket) {
+        by_bucket.insert(bucket.to_string(), HashMap::new());
+    }
+    let by_key = by_bucket
+        .get_mut(bucket)
+        .expect("inserted above when missing");
+    if !by_key.contains_key(key) {
+        by_key.insert(key.to_string(), vec![0; entries]);
+    }
+    by_key.get_mut(key).expect("inserted above when missing")
 }
 
 impl<'a> Script<'a> {
@@ -82,20 +108,12 @@ impl<'a> Script<'a> {
             None if !key.starts_with("refresh:") => scripts.get_key_value("*")?,
             None => return None,
         };
-        let slot = |i: usize| {
-            (
-                backend.to_string(),
-                bucket.to_string(),
-                script_key.clone(),
-                i,
-            )
-        };
-        let live = entries.iter().enumerate().position(|(i, e)| {
-            let used = self.taken.get(&slot(i)).copied().unwrap_or(0);
+        let counts = counts(&mut self.taken, backend, bucket, script_key, entries.len());
+        let live = entries.iter().zip(counts.iter()).position(|(e, &used)| {
             e.times.is_none_or(|n| used < n) && e.until_ms.is_none_or(|u| now < u)
         });
         let i = live.unwrap_or(entries.len().checked_sub(1)?);
-        *self.taken.entry(slot(i)).or_default() += 1;
+        counts[i] += 1;
         Some(entries[i].clone())
     }
 
