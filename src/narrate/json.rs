@@ -35,6 +35,12 @@ impl Obj<'_> {
 /// A JSON string, escaped as serde_json escapes it.
 fn escape(out: &mut String, s: &str) {
     out.push('"');
+    // Names and most messages need no escaping: copied whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
